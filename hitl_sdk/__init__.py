@@ -1,0 +1,59 @@
+"""hitl: serverless human-in-the-loop gates for workflow tasks.
+
+A task opens a gate, a person answers through a link (or a JSON call), and the task resumes
+with a typed value. State lives as JSON objects in object storage::
+
+    import hitl_sdk as hitl
+
+    event = hitl.new_event("review_decision", data_type=bool, prompt="Approve?")
+    approved = event.wait()          # or: await event.wait.aio()
+
+Drop-in for ``flyteplugins.hitl``: change the import, keep the calls.
+"""
+
+from __future__ import annotations
+
+from ._codecs import CODECS
+from ._config import configure
+from ._errors import (
+    AlreadyAnswered,
+    ConfigError,
+    EventExpired,
+    EventNotFound,
+    EventTimeout,
+    HitlError,
+    InvalidToken,
+    InvalidValue,
+    KeyExists,
+    StorageError,
+    StoreAccessDenied,
+    StoreNotFound,
+    TransientStorageError,
+)
+from ._event import Event, new_event
+from ._models import DecisionRecord, EventRecord, Status
+
+SUPPORTED_TYPES = tuple(codec.python_type for codec in CODECS.values())
+
+__all__ = [
+    "SUPPORTED_TYPES",
+    "AlreadyAnswered",
+    "ConfigError",
+    "DecisionRecord",
+    "Event",
+    "EventExpired",
+    "EventNotFound",
+    "EventRecord",
+    "EventTimeout",
+    "HitlError",
+    "InvalidToken",
+    "InvalidValue",
+    "KeyExists",
+    "Status",
+    "StorageError",
+    "StoreAccessDenied",
+    "StoreNotFound",
+    "TransientStorageError",
+    "configure",
+    "new_event",
+]

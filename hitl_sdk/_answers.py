@@ -1,0 +1,133 @@
+"""Answering an event: the one path every channel (form, JSON API, CLI) goes through.
+
+It checks the link token, the event's state and the value's type, then writes the decision
+record with exclusive create, so the first answer wins and every later one is refused.
+``outcome`` maps a decision record to the typed value or the typed error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ._codecs import codec_for
+from ._errors import (
+    AlreadyAnswered,
+    EventExpired,
+    EventNotFound,
+    EventTimeout,
+    InvalidToken,
+    InvalidValue,
+    KeyExists,
+)
+from ._keys import EventKeys, match_digest, token_digest
+from ._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, Via, utcnow
+from ._store import Store
+
+MAX_COMMENT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class EventState:
+    """An event as it stands: its record, its decision if any, and its status now."""
+
+    keys: EventKeys
+    event: EventRecord
+    decision: DecisionRecord | None
+    status: Status
+
+
+def status_of(event: EventRecord, decision: DecisionRecord | None, now: datetime) -> Status:
+    if decision is not None:
+        return Status.ANSWERED if decision.status == "answered" else Status.TIMED_OUT
+    return Status.EXPIRED if now >= event.deadline else Status.PENDING
+
+
+def load(store: Store, request_id: object, now: datetime | None = None) -> EventState:
+    """Read an event and its decision; ``EventNotFound`` for an unknown or malformed id."""
+    keys = EventKeys.parse(request_id)
+    event = store.get_event(keys)
+    if event is None:
+        raise EventNotFound(f"no event with id {keys.request_id!r}")
+    decision = store.get_decision(keys)
+    return EventState(keys, event, decision, status_of(event, decision, now or utcnow()))
+
+
+def authorize(store: Store, state: EventState, token: object) -> str:
+    """The name of who holds ``token`` for this event (or "link holder"); else InvalidToken."""
+    if not isinstance(token, str) or not token:
+        raise InvalidToken("this link has no token: open the full link you were sent")
+    reviewer = match_digest(token, state.event.token_digests)
+    if reviewer is None and len(token) < 200:
+        grant = store.get_grant(state.keys, token_digest(token))
+        if grant is not None and grant.request_id == state.keys.request_id:
+            reviewer = grant.reviewer
+    if reviewer is None:
+        raise InvalidToken("the token does not open this event: use the link you were sent")
+    return reviewer or LINK_HOLDER
+
+
+def submit(
+    store: Store,
+    request_id: object,
+    raw_value: object,
+    *,
+    via: Via,
+    token: object = None,
+    operator: str | None = None,
+    comment: str | None = None,
+    data_type: str | None = None,
+) -> DecisionRecord:
+    """Answer an event once. The token is checked and names who answered, unless ``operator``
+    names a person with direct store access (the CLI), who needs no link.
+
+    Raises EventNotFound, InvalidToken, AlreadyAnswered, EventExpired or InvalidValue.
+    """
+    state = load(store, request_id)
+    who = operator if operator is not None else authorize(store, state, token)
+    _refuse_closed(state)
+    codec = codec_for(state.event.data_type)
+    if data_type not in (None, "", codec.name):
+        raise InvalidValue(f"this event takes {codec.name}, not {str(data_type)[:40]!r}")
+    value = codec.parse(raw_value)
+    if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+        raise InvalidValue(f"the comment is longer than {MAX_COMMENT_CHARS} characters")
+    record = DecisionRecord(
+        request_id=state.keys.request_id,
+        status="answered",
+        value=codec.to_json(value),
+        answered_by=who,
+        via=via,
+        comment=comment or None,
+    )
+    try:
+        store.create_decision(record)
+    except KeyExists:
+        _refuse_closed(load(store, request_id))
+        raise  # unreachable: the decision exists, so _refuse_closed raised
+    return record
+
+
+def _refuse_closed(state: EventState) -> None:
+    if state.status is Status.ANSWERED and state.decision is not None:
+        d = state.decision
+        raise AlreadyAnswered(
+            f"event {state.keys.request_id!r} was already answered by {d.answered_by} "
+            f"at {d.answered_at:%Y-%m-%d %H:%M:%S} UTC; the first answer stands"
+        )
+    if state.status in (Status.TIMED_OUT, Status.EXPIRED):
+        raise EventExpired(
+            f"event {state.keys.request_id!r} expired at {state.event.deadline:%Y-%m-%d %H:%M:%S}"
+            " UTC and no longer takes answers"
+        )
+
+
+def outcome(event: EventRecord, decision: DecisionRecord) -> Any:
+    """The typed value of a decision, or EventTimeout for a timed-out one."""
+    if decision.status == "timed_out":
+        raise EventTimeout(
+            f"no answer to event {event.name!r} ({event.request_id}) by its deadline "
+            f"{event.deadline:%Y-%m-%d %H:%M:%S} UTC ({event.timeout_seconds:g}s)"
+        )
+    return codec_for(event.data_type).from_json(decision.value)

@@ -1,0 +1,112 @@
+"""Value codecs: the one place that knows how a type is parsed, stored and described.
+
+A codec turns what a person or client sent (form text or a JSON value) into the typed value,
+strictly: ``"ture"`` is not a bool and ``"1.5"`` is not an int. Stored answers hold the
+codec's JSON form, and ``from_json`` reads them back. Richer types (choices, pydantic models)
+plug in here later without touching the store, the SDK or the app.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ._errors import ConfigError, InvalidValue
+
+T = TypeVar("T")
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_TRUE = frozenset({"true", "yes", "y", "1", "on"})
+_FALSE = frozenset({"false", "no", "n", "0", "off"})
+_MAX_NUMBER_CHARS = 400
+
+
+def _show(raw: object) -> str:
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parse_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        word = raw.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise InvalidValue(f"expected bool (true or false), got {_show(raw)}")
+
+
+def _parse_int(raw: object) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        if len(text) <= _MAX_NUMBER_CHARS and _INT_RE.fullmatch(text):
+            return int(text)
+    raise InvalidValue(f"expected int (a whole number such as 42), got {_show(raw)}")
+
+
+def _parse_float(raw: object) -> float:
+    value: float | None = None
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str) and len(raw.strip()) <= _MAX_NUMBER_CHARS:
+        try:
+            value = float(raw.strip().replace("_", "!"))  # float() accepts "1_0"; we do not
+        except ValueError:
+            value = None
+    if value is None or not math.isfinite(value):
+        raise InvalidValue(f"expected float (a finite number such as 0.75), got {_show(raw)}")
+    return value
+
+
+def _parse_str(raw: object) -> str:
+    if isinstance(raw, str):
+        return raw
+    raise InvalidValue(f"expected str (text), got {_show(raw)}")
+
+
+@dataclass(frozen=True)
+class Codec(Generic[T]):
+    """How one ``data_type`` is parsed, stored as JSON and described to a reviewer."""
+
+    name: str
+    python_type: type
+    hint: str
+    parse: Callable[[object], T]
+
+    def to_json(self, value: T) -> Any:
+        """The JSON form stored in a response record."""
+        return value
+
+    def from_json(self, stored: Any) -> T:
+        """Read a stored JSON value back (stored values went through ``parse``)."""
+        return self.parse(stored)
+
+
+CODECS: dict[str, Codec[Any]] = {
+    codec.name: codec
+    for codec in (
+        Codec("int", int, "A whole number, such as 42 or -7.", _parse_int),
+        Codec("float", float, "A number, such as 0.75 or 12.", _parse_float),
+        Codec("str", str, "Any text.", _parse_str),
+        Codec("bool", bool, "Approve (true) or reject (false).", _parse_bool),
+    )
+}
+
+
+def codec_for(data_type: object) -> Codec[Any]:
+    """The codec for a Python type (``bool``) or its name (``"bool"``)."""
+    if isinstance(data_type, str):
+        codec = CODECS.get(data_type)
+    else:
+        codec = next((c for c in CODECS.values() if c.python_type is data_type), None)
+    if codec is None:
+        supported = ", ".join(CODECS)
+        raise ConfigError(f"unsupported data_type {data_type!r}: use one of {supported}")
+    return codec

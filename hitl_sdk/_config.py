@@ -1,0 +1,121 @@
+"""Settings: read from the environment once, at first use; ``configure()`` overrides in code.
+
+- ``HITL_STORE_URL``: where events live (``s3://bucket/prefix``, ``file:///path``,
+  ``memory://name``). Default: a ``store`` folder under the user's data dir.
+- ``HITL_APP_URL``: the reviewer app's base URL. Default ``http://127.0.0.1:8787``.
+- ``HITL_RUN_ID``: the run that ``scope="run"`` means outside Flyte. Default: each process is
+  its own run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import fsspec
+import platformdirs
+
+from ._errors import ConfigError
+from ._store import Store, parse_store_url
+
+DEFAULT_APP_URL = "http://127.0.0.1:8787"
+_PROCESS_RUN_ID = f"local-{uuid.uuid4().hex[:12]}"
+
+
+def default_store_url() -> str:
+    return Path(platformdirs.user_data_dir("hitl"), "store").as_uri()
+
+
+def _check_app_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+        raise ConfigError(
+            f"app URL {url!r} is not an http(s) URL: set HITL_APP_URL or configure(app_url=...) "
+            "to the reviewer app's base URL, e.g. https://abc.execute-api.eu-west-1.amazonaws.com"
+        )
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    store_url: str
+    app_url: str
+    run_id: str | None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            store_url=os.environ.get("HITL_STORE_URL") or default_store_url(),
+            app_url=_check_app_url(os.environ.get("HITL_APP_URL") or DEFAULT_APP_URL),
+            run_id=os.environ.get("HITL_RUN_ID") or None,
+        )
+
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+_store: Store | None = None
+_fs: fsspec.AbstractFileSystem | None = None
+
+
+def settings() -> Settings:
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = Settings.from_env()
+        return _settings
+
+
+def get_store() -> Store:
+    """The store the SDK uses, built once from the settings (or the filesystem configured)."""
+    global _store
+    current = settings()
+    with _lock:
+        if _store is None or _store.url != current.store_url.rstrip("/"):
+            _store = Store(current.store_url, fs=_fs)
+        return _store
+
+
+def run_id() -> str:
+    return settings().run_id or _PROCESS_RUN_ID
+
+
+def configure(
+    store_url: str | None = None,
+    app_url: str | None = None,
+    *,
+    run_id: str | None = None,
+    fs: fsspec.AbstractFileSystem | None = None,
+) -> None:
+    """Override settings in code; arguments left as None keep their current value.
+
+    Example::
+
+        hitl.configure(store_url="s3://my-hitl-bucket/events",
+                       app_url="https://abc123.execute-api.eu-west-1.amazonaws.com")
+
+    Raises ``ConfigError`` for a malformed URL. ``fs`` injects an fsspec filesystem (tests).
+    """
+    global _settings, _store, _fs
+    current = settings()
+    if store_url is not None:
+        parse_store_url(store_url)
+    updated = replace(
+        current,
+        store_url=store_url if store_url is not None else current.store_url,
+        app_url=_check_app_url(app_url) if app_url is not None else current.app_url,
+        run_id=run_id if run_id is not None else current.run_id,
+    )
+    with _lock:
+        _settings = updated
+        _store = None
+        if fs is not None or store_url is not None:
+            _fs = fs
+
+
+def reset() -> None:
+    """Forget configured settings; the environment is read again at next use (tests)."""
+    global _settings, _store, _fs
+    with _lock:
+        _settings = _store = _fs = None

@@ -1,0 +1,76 @@
+"""Every error hitl raises, in one tree.
+
+Errors that callers catch subclass the builtin they mean, so ``except TimeoutError`` keeps
+working for code written against ``flyteplugins-hitl``::
+
+    HitlError
+    ├── ConfigError(ValueError)           a malformed store URL, app URL or event option
+    ├── InvalidValue(ValueError)          a value that is not of the event's type
+    ├── EventNotFound(LookupError)        no event with that id
+    ├── InvalidToken(PermissionError)     missing, wrong or another event's token
+    ├── AlreadyAnswered                   the event has its terminal record already
+    ├── EventExpired                      an answer arrived after the deadline
+    ├── EventTimeout(TimeoutError)        wait() passed the deadline with no answer
+    └── StorageError(OSError)             anything the store could not do
+        ├── StoreNotFound                 the bucket or folder does not exist
+        ├── StoreAccessDenied             credentials do not allow the operation
+        ├── KeyExists(FileExistsError)    exclusive create refused: the object exists
+        └── TransientStorageError         throttling, a dropped connection: try again
+
+Backend errors (botocore, OS) are translated at the storage boundary with ``raise ... from``;
+nothing above the store sees them.
+"""
+
+from __future__ import annotations
+
+
+class HitlError(Exception):
+    """Base class of every error hitl raises."""
+
+
+class ConfigError(HitlError, ValueError):
+    """A setting or option is malformed; the message names it and the fix."""
+
+
+class InvalidValue(HitlError, ValueError):
+    """A submitted value is not of the event's type."""
+
+
+class EventNotFound(HitlError, LookupError):
+    """No event exists with the given request id."""
+
+
+class InvalidToken(HitlError, PermissionError):
+    """The capability token is missing, wrong, or belongs to another event."""
+
+
+class AlreadyAnswered(HitlError):
+    """The event already has its terminal record; the first answer stands."""
+
+
+class EventExpired(HitlError):
+    """The event's deadline has passed; it no longer takes answers."""
+
+
+class EventTimeout(HitlError, TimeoutError):
+    """``wait()`` reached the event's deadline with no answer."""
+
+
+class StorageError(HitlError, OSError):
+    """The store could not complete an operation."""
+
+
+class StoreNotFound(StorageError):
+    """The bucket (or local folder) behind the store URL does not exist."""
+
+
+class StoreAccessDenied(StorageError):
+    """The credentials in use may not perform the operation."""
+
+
+class KeyExists(StorageError, FileExistsError):
+    """Exclusive create refused because the object already exists."""
+
+
+class TransientStorageError(StorageError):
+    """A passing failure (throttling, network); the same call may succeed later."""

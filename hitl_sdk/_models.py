@@ -1,0 +1,86 @@
+"""The records hitl keeps in storage: one definition each, shared by the SDK and the app.
+
+Records are immutable JSON documents. An event record is written once when a gate opens;
+a decision record is written once (exclusive create) when the event reaches a terminal
+state, whether a person answered or the deadline passed. A grant records an extra link
+minted for an existing event (a restarted task needs a fresh link; the first token was
+never stored).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+LINK_HOLDER = "link holder"
+
+Via = Literal["form", "api", "cli", "sdk", "timeout"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Status(str, Enum):
+    """Where an event stands. ``expired`` is pending past its deadline, not yet recorded."""
+
+    PENDING = "pending"
+    ANSWERED = "answered"
+    TIMED_OUT = "timed_out"
+    EXPIRED = "expired"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: int = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(indent=1).encode()
+
+
+class EventRecord(_Record):
+    """A gate: what is asked, of which type, until when, and which link tokens open it."""
+
+    request_id: str
+    run_id: str
+    name: str
+    scope: str = "run"
+    data_type: str
+    prompt: str
+    created_at: datetime
+    deadline: datetime
+    timeout_seconds: float
+    poll_interval_seconds: float
+    # SHA-256 hex digest of each link token -> reviewer name ("" for an anonymous link).
+    token_digests: dict[str, str] = Field(default_factory=dict)
+    details: str | None = None
+
+    @field_validator("created_at", "deadline")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class DecisionRecord(_Record):
+    """The terminal record of an event: the answer, or the timeout. Written exactly once."""
+
+    request_id: str
+    status: Literal["answered", "timed_out"]
+    value: Any = None
+    answered_by: str = LINK_HOLDER
+    answered_at: datetime = Field(default_factory=utcnow)
+    via: Via
+    comment: str | None = None
+
+
+class GrantRecord(_Record):
+    """An extra link token for an existing event, stored under its token's digest."""
+
+    request_id: str
+    reviewer: str = ""
+    created_at: datetime = Field(default_factory=utcnow)

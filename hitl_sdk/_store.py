@@ -1,0 +1,218 @@
+"""The one storage seam: an fsspec filesystem plus a root URL, speaking hitl's records.
+
+``s3://bucket/prefix`` (s3fs), ``file:///path`` and ``memory://`` are the same code path.
+Backend errors are translated here into the tree in ``_errors``; nothing above this module
+sees a botocore or OS error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+from pydantic import ValidationError
+
+from ._errors import (
+    ConfigError,
+    KeyExists,
+    StorageError,
+    StoreAccessDenied,
+    StoreNotFound,
+    TransientStorageError,
+)
+from ._keys import EventKeys, decisions_prefix
+from ._models import DecisionRecord, EventRecord, GrantRecord, _Record
+
+R = TypeVar("R", bound=_Record)
+T = TypeVar("T")
+
+SCHEMES = ("s3", "file", "memory")
+_FALLBACK_CREATE_LOCK = threading.Lock()
+_TRANSIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3")
+
+
+def parse_store_url(url: str) -> tuple[str, str]:
+    """Split a store URL into scheme and root; ``ConfigError`` says what a good one looks like."""
+    scheme, sep, root = url.partition("://")
+    if not sep or scheme not in SCHEMES:
+        raise ConfigError(
+            f"store URL {url!r} is not supported: use s3://bucket/prefix, "
+            "file:///absolute/path or memory://name (set HITL_STORE_URL or configure())"
+        )
+    root = root.strip("/")
+    if scheme == "s3" and not root:
+        raise ConfigError(f"store URL {url!r} names no bucket: use s3://bucket/prefix")
+    return scheme, root
+
+
+class Store:
+    """Reads and writes hitl records under one root URL.
+
+    >>> store = Store("memory://hitl-doc")
+    >>> store.get_event(EventKeys.for_name("run", "gate")) is None
+    True
+    """
+
+    def __init__(self, url: str, fs: fsspec.AbstractFileSystem | None = None) -> None:
+        scheme, root = parse_store_url(url)
+        self.url = url.rstrip("/")
+        self.bucket = root.split("/", 1)[0] if scheme == "s3" else None
+        if fs is None:
+            options: dict[str, object] = {}
+            if scheme == "s3":
+                options["use_listings_cache"] = False
+            fs = fsspec.filesystem(scheme, **options)
+        self.fs = fs
+        self._root = ("/" + root) if scheme in ("file", "memory") else root
+        if isinstance(fs, LocalFileSystem):
+            os.makedirs(self._root, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # -- records ---------------------------------------------------------------------------
+
+    def create_event(self, record: EventRecord) -> None:
+        self._create(EventKeys.parse(record.request_id).event, record)
+
+    def get_event(self, keys: EventKeys) -> EventRecord | None:
+        return self._get(keys.event, EventRecord)
+
+    def create_decision(self, record: DecisionRecord) -> None:
+        self._create(EventKeys.parse(record.request_id).decision, record)
+
+    def get_decision(self, keys: EventKeys) -> DecisionRecord | None:
+        return self._get(keys.decision, DecisionRecord)
+
+    def create_grant(self, digest: str, record: GrantRecord) -> None:
+        self._create(EventKeys.parse(record.request_id).grant(digest), record)
+
+    def get_grant(self, keys: EventKeys, digest: str) -> GrantRecord | None:
+        return self._get(keys.grant(digest), GrantRecord)
+
+    def decided_ids(self, run_key: str) -> set[str]:
+        """Request ids of a run's decided events, from one LIST of the run's decisions."""
+        names = self._list(decisions_prefix(run_key))
+        return {f"{run_key}.{name.removesuffix('.json')}" for name in names}
+
+    def iter_events(self) -> Iterator[EventRecord]:
+        """Every event record in the store (for operators' listings, not for hot paths)."""
+        for run_key in self._list("runs/"):
+            for name in self._list(f"runs/{run_key}/events/"):
+                record = self._get(f"runs/{run_key}/events/{name}", EventRecord)
+                if record is not None:
+                    yield record
+
+    def check(self) -> None:
+        """Fail now, with a clear message, if the root cannot be reached."""
+        self._call("check", self.url, lambda: self.fs.ls(self._root, detail=False))
+
+    # -- bytes ------------------------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        return f"{self._root}/{key}"
+
+    def _get(self, key: str, model: type[R]) -> R | None:
+        path = self._path(key)
+        data = self._call("read", path, lambda: _cat_or_none(self.fs, path))
+        if data is None:
+            return None
+        try:
+            return model.model_validate_json(data)
+        except ValidationError as exc:
+            raise StorageError(f"{self.url}/{key} holds no valid {model.__name__}: {exc}") from exc
+
+    def _create(self, key: str, record: _Record) -> None:
+        path = self._path(key)
+        data = record.to_bytes()
+        self._call("create", path, lambda: self._exclusive_create(path, data))
+
+    def _list(self, prefix: str) -> list[str]:
+        path = self._path(prefix).rstrip("/")
+
+        def names() -> list[str]:
+            try:
+                entries = self.fs.ls(path, detail=False)
+            except FileNotFoundError as exc:
+                if _is_missing_bucket(exc):
+                    raise
+                return []
+            names = (str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+            return sorted(n for n in names if not n.startswith("."))  # skip in-flight temp files
+
+        return self._call("list", path, names)
+
+    def _exclusive_create(self, path: str, data: bytes) -> None:
+        if isinstance(self.fs, LocalFileSystem):
+            _link_create(path, data)
+        elif "s3" in self.fs.protocol:
+            self.fs.pipe_file(path, data, mode="create")  # If-None-Match: *, atomic on S3
+        else:
+            # memory:// and other single-process filesystems: a lock makes check-then-write safe.
+            with _FALLBACK_CREATE_LOCK:
+                if self.fs.exists(path):
+                    raise FileExistsError(path)
+                self.fs.pipe_file(path, data)
+
+    def _call(self, op: str, path: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except FileExistsError as exc:
+            raise KeyExists(f"{path} already exists") from exc
+        except FileNotFoundError as exc:
+            if self.bucket is not None and (_is_missing_bucket(exc) or op in ("create", "check")):
+                raise StoreNotFound(
+                    f"bucket {self.bucket!r} does not exist (store {self.url}). Create it "
+                    f"(aws s3 mb s3://{self.bucket}), deploy the stack in infra/, or set "
+                    "HITL_STORE_URL to an existing bucket."
+                ) from exc
+            raise StoreNotFound(f"{path} cannot be reached: {exc}") from exc
+        except PermissionError as exc:
+            raise StoreAccessDenied(
+                f"access denied while trying to {op} {path}: the AWS credentials in use lack "
+                "permission. Grant the policy in infra/ to this role, or check AWS_PROFILE."
+            ) from exc
+        except (OSError, TimeoutError) as exc:
+            raise TransientStorageError(f"could not {op} {path}: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] in _TRANSIENT_MODULES:
+                raise TransientStorageError(f"could not {op} {path}: {exc}") from exc
+            raise
+
+
+def _cat_or_none(fs: fsspec.AbstractFileSystem, path: str) -> bytes | None:
+    try:
+        return bytes(fs.cat_file(path))
+    except FileNotFoundError as exc:
+        if _is_missing_bucket(exc):
+            raise
+        return None
+
+
+def _is_missing_bucket(exc: BaseException) -> bool:
+    text = f"{exc} {exc.__cause__!r} {exc.__context__!r}"
+    return "NoSuchBucket" in text or "bucket does not exist" in text
+
+
+def _link_create(path: str, data: bytes) -> None:
+    """Exclusive create on a local folder: write a temp file, then hard-link it into place.
+
+    ``os.link`` fails atomically when the target exists, so of two racing writers exactly one
+    wins and the loser's bytes never touch the winner's file.
+    """
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
