@@ -1,0 +1,151 @@
+"""One contract, every backend: memory, a local folder and a moto S3 server run the same tests."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from hitl_sdk import ConfigError, KeyExists, StoreNotFound
+from hitl_sdk._keys import EventKeys, run_key
+from hitl_sdk._models import DecisionRecord, EventRecord, GrantRecord, utcnow
+from hitl_sdk._store import Store
+
+
+def _event(run: str = "run-1", name: str = "gate") -> EventRecord:
+    keys = EventKeys.for_name(run, name)
+    now = utcnow()
+    return EventRecord(
+        request_id=keys.request_id,
+        run_id=run,
+        name=name,
+        data_type="bool",
+        prompt="Approve?",
+        created_at=now,
+        deadline=now + timedelta(hours=1),
+        timeout_seconds=3600,
+        poll_interval_seconds=5,
+        token_digests={"ab" * 32: ""},
+    )
+
+
+def _answer(record: EventRecord, value: object = True, by: str = "alice") -> DecisionRecord:
+    return DecisionRecord(
+        request_id=record.request_id, status="answered", value=value, answered_by=by, via="api"
+    )
+
+
+def test_round_trip(store: Store) -> None:
+    record = _event()
+    keys = EventKeys.parse(record.request_id)
+    store.create_event(record)
+    assert store.get_event(keys) == record
+    answer = _answer(record)
+    store.create_decision(answer)
+    assert store.get_decision(keys) == answer
+    grant = GrantRecord(request_id=record.request_id, reviewer="bob")
+    store.create_grant("cd" * 32, grant)
+    assert store.get_grant(keys, "cd" * 32) == grant
+
+
+def test_missing_keys_read_as_none(store: Store) -> None:
+    keys = EventKeys.for_name("no-such-run", "nothing")
+    assert store.get_event(keys) is None
+    assert store.get_decision(keys) is None
+    assert store.get_grant(keys, "00" * 32) is None
+    assert store.decided_ids(keys.run_key) == set()
+    assert list(store.iter_events()) == []
+
+
+def test_exclusive_create_refuses_the_second_write(store: Store) -> None:
+    record = _event()
+    store.create_event(record)
+    store.create_decision(_answer(record, True, "alice"))
+    with pytest.raises(KeyExists):
+        store.create_decision(_answer(record, False, "mallory"))
+    with pytest.raises(KeyExists):
+        store.create_event(record.model_copy(update={"prompt": "overwritten?"}))
+    keys = EventKeys.parse(record.request_id)
+    kept = store.get_decision(keys)
+    assert kept is not None and kept.value is True and kept.answered_by == "alice"
+    event = store.get_event(keys)
+    assert event is not None and event.prompt == "Approve?"
+
+
+def test_listing_a_runs_answers(store: Store) -> None:
+    events = [_event("run-a", f"gate-{i}") for i in range(5)]
+    other = _event("run-b", "gate-0")
+    for record in [*events, other]:
+        store.create_event(record)
+    for record in events[:3]:
+        store.create_decision(_answer(record))
+    store.create_decision(_answer(other))
+    assert store.decided_ids(run_key("run-a")) == {r.request_id for r in events[:3]}
+    assert store.decided_ids(run_key("run-b")) == {other.request_id}
+    assert {e.request_id for e in store.iter_events()} == {r.request_id for r in [*events, other]}
+
+
+def test_two_concurrent_writers_exactly_one_wins(store: Store) -> None:
+    record = _event()
+    store.create_event(record)
+    barrier = threading.Barrier(8)
+    wins: list[str] = []
+    losses: list[str] = []
+
+    def write(who: str) -> None:
+        barrier.wait()
+        try:
+            store.create_decision(_answer(record, who == "w0", who))
+            wins.append(who)
+        except KeyExists:
+            losses.append(who)
+
+    threads = [threading.Thread(target=write, args=(f"w{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1 and len(losses) == 7
+    kept = store.get_decision(EventKeys.parse(record.request_id))
+    assert kept is not None and kept.answered_by == wins[0]
+
+
+def test_corrupt_record_is_a_clear_storage_error(store: Store) -> None:
+    record = _event()
+    keys = EventKeys.parse(record.request_id)
+    path = store._path(keys.event)
+    store.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    store.fs.pipe_file(path, b"{not json")
+    with pytest.raises(Exception, match="holds no valid EventRecord"):
+        store.get_event(keys)
+
+
+def test_missing_bucket_names_the_bucket_and_the_fix(moto_endpoint: str) -> None:
+    bucket = f"hitl-missing-{uuid.uuid4().hex[:8]}"
+    store = Store(f"s3://{bucket}/prefix")
+    for action in (
+        store.check,
+        lambda: store.get_event(EventKeys.for_name("r", "n")),
+        lambda: store.create_event(_event()),
+    ):
+        with pytest.raises(StoreNotFound, match=f"bucket '{bucket}' does not exist.*aws s3 mb"):
+            action()
+
+
+@pytest.mark.parametrize(
+    "url", ["", "bucket/prefix", "http://example.com/x", "s3://", "gs://bucket", "s3:/bucket"]
+)
+def test_malformed_store_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="store URL"):
+        Store(url)
+
+
+def test_request_ids_never_carry_a_path() -> None:
+    keys = EventKeys.for_name("../../etc", "../passwd")
+    assert "/" not in keys.request_id and ".." not in keys.request_id
+    assert EventKeys.parse(keys.request_id) == keys
+    for bad in ["../x.y", "a/b.c", "a.b/c", "a%2Fb.c", "s3://bucket/x.y", "a..b", "A.b", "a.", ""]:
+        with pytest.raises(LookupError):
+            EventKeys.parse(bad)
