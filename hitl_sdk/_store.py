@@ -110,7 +110,10 @@ class Store:
 
     def check(self) -> None:
         """Fail now, with a clear message, if the root cannot be reached."""
-        self._call("check", self.url, lambda: self.fs.ls(self._root, detail=False))
+        # Reading a key that never exists needs only the rights the app and tasks have anyway
+        # (GetObject + ListBucket on the prefix) and tells a missing bucket from denied access.
+        path = self._path("runs/.hitl-check")
+        self._call("check", path, lambda: _cat_or_none(self.fs, path))
 
     # -- bytes ------------------------------------------------------------------------------
 

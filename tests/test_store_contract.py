@@ -149,3 +149,7 @@ def test_request_ids_never_carry_a_path() -> None:
     for bad in ["../x.y", "a/b.c", "a.b/c", "a%2Fb.c", "s3://bucket/x.y", "a..b", "A.b", "a.", ""]:
         with pytest.raises(LookupError):
             EventKeys.parse(bad)
+
+
+def test_check_passes_on_a_reachable_empty_store(store: Store) -> None:
+    store.check()  # an empty prefix of an existing bucket is fine
