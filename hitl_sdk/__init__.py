@@ -13,6 +13,8 @@ Drop-in for ``flyteplugins.hitl``: change the import, keep the calls.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._codecs import CODECS
 from ._config import configure
 from ._errors import (
@@ -34,6 +36,16 @@ from ._event import Event, new_event
 from ._models import DecisionRecord, EventRecord, Status
 
 SUPPORTED_TYPES = tuple(codec.python_type for codec in CODECS.values())
+
+
+def __getattr__(name: str) -> Any:
+    # ``hitl.env`` imports flyte, so it is built on first use only: plain scripts never pay.
+    if name == "env":
+        from ._flyte import task_environment
+
+        return task_environment()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SUPPORTED_TYPES",

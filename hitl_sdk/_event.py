@@ -175,7 +175,10 @@ async def _new_event_aio(
     )
     store = _config.get_store()
     record = await asyncio.to_thread(_open, store, opening)
-    return Event._opened(record, opening.tokens, store)
+    event = Event._opened(record, opening.tokens, store)
+    if event._report is not None:
+        await event._report.flush_aio()
+    return event
 
 
 new_event = _Twin(_new_event, _new_event_aio)
@@ -245,6 +248,9 @@ def _step(store: Store, event: EventRecord) -> DecisionRecord | None:
 class Event:
     """A gate opened by ``new_event``. Wait for its answer with ``wait()``/``wait.aio()``."""
 
+    #: the gate's panel in its Flyte task's report (None outside a Flyte task with a report)
+    _report: _flyte.ReportPanel | None = None
+
     def __init__(self, record: EventRecord, tokens: dict[str, str], store: Store) -> None:
         app_url = _config.settings().app_url
         self._record = record
@@ -272,7 +278,17 @@ class Event:
     def _opened(cls, record: EventRecord, tokens: dict[str, str], store: Store) -> Event:
         event = cls(record, tokens, store)
         log.info("hitl: gate %r is open; answer it at %s", record.name, event.form_url)
+        event._report = _flyte.ReportPanel.for_current_task(record.request_id)
+        if event._report is not None:
+            event._report.show(_flyte.panel_html(event))
+            event._report.flush()  # skipped inside a running loop: new_event.aio flushes
         return event
+
+    def _show_decision(self, decision: DecisionRecord) -> _flyte.ReportPanel | None:
+        """Put the answer (or the timeout) in the task report; the panel to flush, if any."""
+        if self._report is not None:
+            self._report.show(_flyte.panel_html(self, decision))
+        return self._report
 
     @property
     def token(self) -> str:
@@ -292,6 +308,8 @@ class Event:
                 continue
             poll.recovered()
             if decision is not None:
+                if (panel := self._show_decision(decision)) is not None:
+                    panel.flush()
                 return outcome(self._record, decision)
             time.sleep(poll.delay(utcnow()))
 
@@ -305,5 +323,7 @@ class Event:
                 continue
             poll.recovered()
             if decision is not None:
+                if (panel := self._show_decision(decision)) is not None:
+                    await panel.flush_aio()
                 return outcome(self._record, decision)
             await asyncio.sleep(poll.delay(utcnow()))

@@ -1,13 +1,35 @@
-"""Flyte 2 integration: which run a gate belongs to, and the task report.
+"""Flyte 2 integration: which run a gate belongs to, and the gate's panel in the task report.
 
 ``flyte`` is optional: nothing here imports it unless the calling code already has (a Flyte
-task always has), so plain scripts pay nothing.
+task always has), so plain scripts pay nothing. Inside a Flyte task:
+
+- ``scope="run"`` is the Flyte run (``run_name``), so a retried or restarted action opens the
+  same event and finds an answer given meanwhile.
+- In a task with ``report=True`` each gate gets a panel in the report's "Human input" tab: the
+  prompt, the form link, a ready ``curl`` line for the JSON API and the state, updated when the
+  answer (or the deadline) arrives. Other content of the report is left as the task wrote it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import html
+import inspect
+import json
+import logging
+import shlex
 import sys
-from typing import Any
+from types import CodeType, FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._event import Event
+    from ._models import DecisionRecord
+
+log = logging.getLogger("hitl")
+
+REPORT_TAB = "Human input"
+_MAX_FRAMES = 200
 
 
 def _context() -> Any:
@@ -15,14 +37,232 @@ def _context() -> Any:
     if flyte is None:
         return None
     try:
-        return flyte.ctx()
-    except Exception:  # outside a task, or an SDK without ctx(): not in Flyte
+        ctx = flyte.ctx()
+    except Exception:  # an SDK without ctx(), or a broken context: not in Flyte
         return None
+    # Outside a task flyte.ctx() is a falsy null context (older SDKs return None).
+    return ctx if ctx else None
 
 
 def run_name() -> str | None:
-    """The Flyte run's name when called inside a Flyte task, else None."""
+    """The Flyte run this code runs in (what ``scope="run"`` means), else None.
+
+    The run's name, qualified by org, project and domain when Flyte knows them (runs on a
+    cluster): run names are unique only within a project and domain, and two runs that share a
+    bucket must never share a gate. Every action and retry of one run gets the same value.
+    """
     ctx = _context()
     action = getattr(ctx, "action", None) if ctx is not None else None
     name = getattr(action, "run_name", None)
-    return str(name) if name else None
+    if not name:
+        return None
+    scope = [getattr(action, part, None) for part in ("org", "project", "domain")]
+    return "/".join(str(part) for part in [*scope, name] if part)
+
+
+# -- which task is running, and does it have report=True ----------------------------------------
+
+
+def _task_templates_by_code() -> dict[CodeType, Any]:
+    """The code object of every loaded Flyte task's function -> its task template."""
+    try:
+        from flyte._environment import list_loaded_environments
+    except ImportError:  # an SDK that moved it: report_enabled() then answers "unknown"
+        return {}
+    found: dict[CodeType, Any] = {}
+    for env in list_loaded_environments():
+        try:
+            templates = list(getattr(env, "tasks", {}).values())
+        except Exception:
+            continue
+        for template in templates:
+            func = getattr(template, "func", None)
+            if not callable(func):
+                continue
+            code = getattr(inspect.unwrap(func), "__code__", None)
+            if isinstance(code, CodeType):
+                found[code] = template
+    return found
+
+
+def report_enabled(frame: FrameType | None = None) -> bool | None:
+    """Whether the Flyte task whose body called us was declared with ``report=True``.
+
+    Flyte keeps no pointer from the running context back to its task, so this looks for the
+    task's function on the call stack (an async task's body and a sync task's thread both have
+    it) and reads the template's flag. None when no task function is on the stack.
+    """
+    templates = _task_templates_by_code()
+    if not templates:
+        return None
+    frame = frame or sys._getframe(1)
+    for _ in range(_MAX_FRAMES):
+        if frame is None:
+            break
+        template = templates.get(frame.f_code)
+        if template is not None:
+            return bool(getattr(template, "report", False))
+        frame = frame.f_back
+    return None
+
+
+# -- the gate's panel ---------------------------------------------------------------------------
+
+
+def _utc(moment: Any) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def curl_command(event: Event) -> str:
+    """A ready ``curl`` line answering ``event`` through the JSON API (replace VALUE)."""
+    body = json.dumps(
+        {
+            "request_id": event.request_id,
+            "token": event.token,
+            "value": "VALUE",
+            "data_type": event._record.data_type,
+        }
+    )
+    return (
+        f"curl -X POST {shlex.quote(event.api_url)} "
+        "-H 'Content-Type: application/json' "
+        f"-d {shlex.quote(body)}"
+    )
+
+
+def _state_html(event: Event, decision: DecisionRecord | None) -> str:
+    if decision is None:
+        return (
+            '<p data-hitl-state="pending"><strong>Waiting for an answer</strong> until '
+            f"{html.escape(_utc(event.deadline))}.</p>"
+        )
+    if decision.status == "timed_out":
+        return (
+            '<p data-hitl-state="timed_out"><strong>Timed out</strong>: no answer by '
+            f"{html.escape(_utc(event.deadline))}.</p>"
+        )
+    comment = (
+        f"<br>Comment: {html.escape(decision.comment)}" if decision.comment is not None else ""
+    )
+    return (
+        '<p data-hitl-state="answered"><strong>Answered</strong>: '
+        f"<code>{html.escape(json.dumps(decision.value))}</code> "
+        f"by {html.escape(decision.answered_by)} at {html.escape(_utc(decision.answered_at))} "
+        f"(via {html.escape(decision.via)}).{comment}</p>"
+    )
+
+
+def panel_html(event: Event, decision: DecisionRecord | None = None) -> str:
+    """The report panel of one gate: prompt, state, form link and JSON API call, all escaped."""
+    from ._codecs import codec_for
+
+    hint = codec_for(event._record.data_type).hint
+    link = html.escape(event.form_url)
+    request_id = html.escape(event.request_id)
+    details = event._record.details
+    details_html = f"<pre>{html.escape(details)}</pre>" if details else ""
+    return (
+        f'<section class="hitl-gate" data-hitl-request="{request_id}">'
+        f"<h3>Human input: {html.escape(event.name)}</h3>"
+        f'<p class="hitl-prompt">{html.escape(event.prompt)}</p>'
+        f"{details_html}"
+        f"{_state_html(event, decision)}"
+        f'<p>Form: <a class="hitl-form-link" href="{link}" target="_blank" '
+        f'rel="noopener noreferrer">{link}</a></p>'
+        f"<p>JSON API (VALUE is a {html.escape(event._record.data_type)}: "
+        f"{html.escape(hint)}):</p>"
+        f'<pre class="hitl-curl">{html.escape(curl_command(event))}</pre>'
+        f"<p>Request id: <code>{request_id}</code></p>"
+        "</section>"
+    )
+
+
+class ReportPanel:
+    """One gate's panel in the report of the Flyte task that opened it.
+
+    ``show`` changes the report in memory (no I/O); ``flush``/``flush_aio`` write the report
+    out. A report that cannot be written is logged, never raised: the gate works without it.
+    """
+
+    def __init__(self, report: Any, request_id: str) -> None:
+        self._report = report
+        self._marker = f'data-hitl-request="{html.escape(request_id)}"'
+
+    @classmethod
+    def for_current_task(cls, request_id: str) -> ReportPanel | None:
+        """The panel for a gate opened here, if this runs in a Flyte task with a report."""
+        ctx = _context()
+        report = getattr(ctx, "report", None) if ctx is not None else None
+        if report is None or not hasattr(report, "get_tab"):
+            return None
+        # Unknown (no task function on the stack) still shows the panel: a link too many in an
+        # unshown report costs nothing, a missing one strands the reviewer.
+        if report_enabled(sys._getframe(1)) is False:
+            return None
+        return cls(report, request_id)
+
+    def show(self, content: str) -> None:
+        """Put ``content`` in place of this gate's previous panel (or add it)."""
+        try:
+            tab = self._report.get_tab(REPORT_TAB)
+            for index, entry in enumerate(tab.content):
+                if self._marker in entry:
+                    tab.content[index] = content
+                    return
+            tab.log(content)
+        except Exception as exc:  # a Flyte SDK whose report API changed: the gate still works
+            log.warning("hitl: could not add the gate to the Flyte task report: %s", exc)
+
+    def flush(self) -> None:
+        """Write the report out from sync code. Inside a running loop (a sync call in an async
+        task) the report is written by ``flush_aio`` or by Flyte when the task ends."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return
+        try:
+            import flyte.report
+
+            flyte.report.flush()
+        except Exception as exc:
+            log.warning("hitl: could not write the Flyte task report: %s", exc)
+
+    async def flush_aio(self) -> None:
+        try:
+            import flyte.report
+
+            await flyte.report.flush.aio()
+        except Exception as exc:
+            log.warning("hitl: could not write the Flyte task report: %s", exc)
+
+
+# -- hitl.env -----------------------------------------------------------------------------------
+
+ENV_NAME = "hitl-sdk"
+_env: Any = None
+
+
+def task_environment() -> Any:
+    """``hitl.env``: an empty ``flyte.TaskEnvironment`` that is harmless in ``depends_on``.
+
+    ``flyteplugins-hitl`` needed ``depends_on=[hitl.env]`` to serve its web app in the cluster;
+    hitl needs no app there, so this environment has no tasks and no image: deploying it builds
+    and registers nothing. It exists so code written for the plugin runs unchanged.
+    """
+    global _env
+    if _env is None:
+        try:
+            import flyte
+        except ImportError as exc:
+            raise ImportError(
+                "hitl.env is for Flyte task environments and needs the Flyte SDK: "
+                "pip install 'hitl[flyte]' (or drop depends_on=[hitl.env]; hitl does not need it)"
+            ) from exc
+        _env = flyte.TaskEnvironment(
+            name=ENV_NAME,
+            image=None,
+            description="hitl needs no app in the cluster; kept for flyteplugins-hitl code.",
+        )
+    return _env

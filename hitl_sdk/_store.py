@@ -63,10 +63,7 @@ class Store:
         self.url = url.rstrip("/")
         self.bucket = root.split("/", 1)[0] if scheme == "s3" else None
         if fs is None:
-            options: dict[str, object] = {}
-            if scheme == "s3":
-                options["use_listings_cache"] = False
-            fs = fsspec.filesystem(scheme, **options)
+            fs = _default_fs(scheme)
         self.fs = fs
         self._root = ("/" + root) if scheme in ("file", "memory") else root
         if isinstance(fs, LocalFileSystem):
@@ -186,6 +183,18 @@ class Store:
             if type(exc).__module__.split(".")[0] in _TRANSIENT_MODULES:
                 raise TransientStorageError(f"could not {op} {path}: {exc}") from exc
             raise
+
+
+def _default_fs(scheme: str) -> fsspec.AbstractFileSystem:
+    if scheme == "s3":
+        # s3fs by name, not fsspec.filesystem("s3"): flyte.init() re-registers "s3" to an
+        # obstore filesystem, which rejects s3fs options and is not what exclusive create
+        # was built on (s3fs sends If-None-Match: *).
+        from s3fs import S3FileSystem
+
+        fs: fsspec.AbstractFileSystem = S3FileSystem(use_listings_cache=False)
+        return fs
+    return fsspec.filesystem(scheme)
 
 
 def _cat_or_none(fs: fsspec.AbstractFileSystem, path: str) -> bytes | None:
