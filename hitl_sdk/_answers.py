@@ -20,6 +20,7 @@ from ._errors import (
     InvalidToken,
     InvalidValue,
     KeyExists,
+    MissingToken,
 )
 from ._keys import EventKeys, match_digest, token_digest
 from ._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, Via, utcnow
@@ -57,7 +58,7 @@ def load(store: Store, request_id: object, now: datetime | None = None) -> Event
 def authorize(store: Store, state: EventState, token: object) -> str:
     """The name of who holds ``token`` for this event (or "link holder"); else InvalidToken."""
     if not isinstance(token, str) or not token:
-        raise InvalidToken("this link has no token: open the full link you were sent")
+        raise MissingToken("this link has no token: open the full link you were sent")
     reviewer = match_digest(token, state.event.token_digests)
     if reviewer is None and len(token) < 200:
         grant = store.get_grant(state.keys, token_digest(token))

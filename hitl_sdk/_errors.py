@@ -8,6 +8,7 @@ working for code written against ``flyteplugins-hitl``::
     ├── InvalidValue(ValueError)          a value that is not of the event's type
     ├── EventNotFound(LookupError)        no event with that id
     ├── InvalidToken(PermissionError)     missing, wrong or another event's token
+    │   └── MissingToken                  no token at all (the app answers 401, not 403)
     ├── AlreadyAnswered                   the event has its terminal record already
     ├── EventExpired                      an answer arrived after the deadline
     ├── EventTimeout(TimeoutError)        wait() passed the deadline with no answer
@@ -42,6 +43,10 @@ class EventNotFound(HitlError, LookupError):
 
 class InvalidToken(HitlError, PermissionError):
     """The capability token is missing, wrong, or belongs to another event."""
+
+
+class MissingToken(InvalidToken):
+    """No token came with the request at all (an HTTP API answers 401 rather than 403)."""
 
 
 class AlreadyAnswered(HitlError):

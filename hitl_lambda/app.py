@@ -1,0 +1,218 @@
+"""The reviewer app: the form behind a signed link, its POST, the JSON API, status and health.
+
+Build it with ``create_app(store)`` (``hitl serve`` does, under uvicorn) or ``create_app()``
+on Lambda, which reads ``HITL_STORE_URL`` once and fails at cold start if the store is
+unreachable. Routes and status codes follow DESIGN.md:
+
+    GET  /form/{request_id}?token=...   the form (never changes state: scanners prefetch)
+    POST /submit                        the form's post; token in a hidden field
+    POST /submit/json                   {"request_id", "token", "value", "data_type"?, ...}
+    GET  /status/{request_id}?token=... the event's state as JSON
+    GET  /health                        liveness
+
+Every answer goes through ``hitl_sdk._answers.submit``; no path, key or bucket is ever taken
+from a client. The routes are plain ``def``s, so the blocking store calls run in FastAPI's
+threadpool, off the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import FastAPI, Form, Query, Request
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import HTMLResponse, Response
+
+from hitl_sdk import _answers
+from hitl_sdk._codecs import codec_for
+from hitl_sdk._errors import AlreadyAnswered, ConfigError, EventExpired, InvalidValue
+from hitl_sdk._models import LINK_HOLDER, DecisionRecord, Status
+from hitl_sdk._store import Store
+
+from . import http_errors, pages
+from .middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders, StagePrefix
+
+STORE_URL_VARIABLE = "HITL_STORE_URL"
+
+
+class JsonAnswer(BaseModel):
+    """The body of ``POST /submit/json``: the seed's fields plus the link token."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str
+    value: Any
+    token: str | None = None
+    data_type: str | None = None
+    comment: str | None = None
+    # Sent by clients of the seed API. Accepted and ignored: the app derives every path
+    # from the event id, so a client can never choose where an answer is written.
+    response_path: Any = None
+
+
+def store_from_env() -> Store:
+    """The store named by ``HITL_STORE_URL``, checked reachable; ``ConfigError`` or
+    ``StorageError`` with one clear message otherwise."""
+    url = os.environ.get(STORE_URL_VARIABLE, "").strip()
+    if not url:
+        raise ConfigError(
+            f"{STORE_URL_VARIABLE} is not set: the reviewer app needs to know where events "
+            "live. Set it to the store the tasks use, e.g. s3://my-hitl-bucket/hitl"
+        )
+    store = Store(url)
+    store.check()
+    return store
+
+
+def create_app(store: Store | None = None) -> FastAPI:
+    """The reviewer app over ``store``; without one, over ``HITL_STORE_URL`` (checked now).
+
+    Raises ``ConfigError`` if ``HITL_STORE_URL`` is missing or malformed and a
+    ``StorageError`` subclass (``StoreNotFound``, ``StoreAccessDenied``) if it is unreachable.
+    """
+    store = store if store is not None else store_from_env()
+    app = FastAPI(
+        title="hitl reviewer app",
+        docs_url=None,  # the docs pages load scripts from a CDN; this app loads nothing
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.store = store
+    http_errors.install(app)
+    app.add_middleware(StagePrefix)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so it wraps every response
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/form/{request_id}", response_class=HTMLResponse)
+    def show_form(request: Request, request_id: str, token: str = Query("")) -> Response:
+        state = _answers.load(store, request_id)
+        reviewer = _answers.authorize(store, state, token)
+        if state.status is Status.ANSWERED and state.decision is not None:
+            return pages.render(request.scope, "answered.html", 200, **_decided(state))
+        if state.status is not Status.PENDING:
+            status, _ = http_errors.status_for(EventExpired(""))
+            return pages.render(request.scope, "closed.html", status, event=state.event)
+        return _form(request, state, token, reviewer, action="../submit")
+
+    @app.post("/submit", response_class=HTMLResponse)
+    def submit_form(
+        request: Request,
+        request_id: str = Form(""),
+        token: str = Form(""),
+        value: str | None = Form(None),
+        comment: str | None = Form(None),
+    ) -> Response:
+        # Empty fields arrive as None; an empty answer is "", which the codec judges.
+        raw = "" if value is None else value
+        try:
+            record = _answers.submit(
+                store, request_id, raw, via="form", token=token, comment=comment
+            )
+        except InvalidValue as exc:
+            # The token was checked before the value: show the form again with the error.
+            state = _answers.load(store, request_id)
+            reviewer = _answers.authorize(store, state, token)
+            status, _ = http_errors.status_for(exc)
+            return _form(
+                request,
+                state,
+                token,
+                reviewer,
+                action="submit",
+                error=str(exc),
+                value=raw,
+                comment=comment or "",
+                status=status,
+            )
+        except AlreadyAnswered as exc:
+            state = _answers.load(store, request_id)
+            status, _ = http_errors.status_for(exc)
+            return pages.render(request.scope, "answered.html", status, **_decided(state))
+        except EventExpired as exc:
+            state = _answers.load(store, request_id)
+            status, _ = http_errors.status_for(exc)
+            return pages.render(request.scope, "closed.html", status, event=state.event)
+        state = _answers.load(store, record.request_id)
+        return pages.render(
+            request.scope, "submitted.html", 200, event=state.event, decision=record
+        )
+
+    @app.post("/submit/json")
+    def submit_json(answer: JsonAnswer) -> dict[str, Any]:
+        record = _answers.submit(
+            store,
+            answer.request_id,
+            answer.value,
+            via="api",
+            token=answer.token,
+            comment=answer.comment,
+            data_type=answer.data_type,
+        )
+        return {"status": "submitted", **_decision_json(record)}
+
+    @app.get("/status/{request_id}")
+    def status(request_id: str, token: str = Query("")) -> dict[str, Any]:
+        state = _answers.load(store, request_id)
+        _answers.authorize(store, state, token)
+        event = state.event
+        return {
+            "request_id": event.request_id,
+            "name": event.name,
+            "prompt": event.prompt,
+            "data_type": event.data_type,
+            "status": state.status.value,
+            "created_at": event.created_at.isoformat(),
+            "deadline": event.deadline.isoformat(),
+            "decision": _decision_json(state.decision) if state.decision else None,
+        }
+
+    return app
+
+
+def _form(
+    request: Request,
+    state: _answers.EventState,
+    token: str,
+    reviewer: str,
+    *,
+    action: str,
+    error: str | None = None,
+    value: str = "",
+    comment: str = "",
+    status: int = 200,
+) -> Response:
+    # action is relative so a stage prefix (/prod/form/... -> /prod/submit) keeps working:
+    # "../submit" from /form/<id>, "submit" from /submit itself.
+    return pages.render(
+        request.scope,
+        "form.html",
+        status,
+        event=state.event,
+        codec=codec_for(state.event.data_type),
+        token=token,
+        reviewer=None if reviewer == LINK_HOLDER else reviewer,
+        action=action,
+        error=error,
+        value=value,
+        comment=comment,
+    )
+
+
+def _decided(state: _answers.EventState) -> dict[str, Any]:
+    return {"event": state.event, "decision": state.decision}
+
+
+def _decision_json(record: DecisionRecord) -> dict[str, Any]:
+    return {
+        "request_id": record.request_id,
+        "value": record.value,
+        "answered_by": record.answered_by,
+        "answered_at": record.answered_at.isoformat(),
+        "via": record.via,
+        "comment": record.comment,
+    }
