@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,3 +84,20 @@ def sdk_store(store_url: str) -> Store:
     """The SDK configured on a fresh store of each backend, with a run id of its own."""
     _config.configure(store_url=store_url, run_id=f"test-{uuid.uuid4().hex[:8]}")
     return _config.get_store()
+
+
+@pytest.fixture
+def s3_store(s3_url: str) -> Store:
+    """The SDK configured on a fresh moto bucket, with a run id of its own."""
+    _config.configure(store_url=s3_url, run_id=f"app-{uuid.uuid4().hex[:8]}")
+    return _config.get_store()
+
+
+@pytest.fixture
+def handler(s3_store: Store) -> Any:
+    """What ``hitl_lambda.handler`` builds at cold start, over this test's bucket."""
+    from mangum import Mangum
+
+    from hitl_lambda.app import create_app
+
+    return Mangum(create_app(s3_store), lifespan="off")

@@ -33,19 +33,6 @@ from hitl_sdk import _answers, _config
 from hitl_sdk._store import Store
 
 
-@pytest.fixture
-def s3_store(s3_url: str) -> Store:
-    """The SDK configured on a fresh moto bucket, with a run id of its own."""
-    _config.configure(store_url=s3_url, run_id=f"app-{uuid.uuid4().hex[:8]}")
-    return _config.get_store()
-
-
-@pytest.fixture
-def handler(s3_store: Store) -> Handler:
-    """What ``hitl_lambda.handler`` builds at cold start, over this test's bucket."""
-    return Mangum(create_app(s3_store), lifespan="off")
-
-
 def _event(data_type: type, name: str | None = None, **options: Any) -> hitl.Event:
     options.setdefault("poll_interval_seconds", 0.05)
     return hitl.new_event(name or f"gate-{uuid.uuid4().hex[:6]}", data_type, **options)

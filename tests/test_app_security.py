@@ -22,26 +22,11 @@ from apigw import (
     response_json,
     response_text,
 )
-from mangum import Mangum
 
 import hitl_sdk as hitl
-from hitl_lambda.app import create_app
-from hitl_sdk import _config
 from hitl_sdk._keys import EventKeys
-from hitl_sdk._store import Store
 
 Snapshot = dict[str, bytes]
-
-
-@pytest.fixture
-def s3_store(s3_url: str) -> Store:
-    _config.configure(store_url=s3_url, run_id=f"sec-{uuid.uuid4().hex[:8]}")
-    return _config.get_store()
-
-
-@pytest.fixture
-def handler(s3_store: Store) -> Handler:
-    return Mangum(create_app(s3_store), lifespan="off")
 
 
 @pytest.fixture
