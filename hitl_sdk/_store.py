@@ -192,7 +192,9 @@ def _default_fs(scheme: str) -> fsspec.AbstractFileSystem:
         # was built on (s3fs sends If-None-Match: *).
         from s3fs import S3FileSystem
 
-        fs: fsspec.AbstractFileSystem = S3FileSystem(use_listings_cache=False)
+        # max_concurrency=1: records are tiny; above 1, s3fs sends HEAD (+ LIST when the key is
+        # missing) before every GET to size a parallel download, tripling the cost of a poll.
+        fs: fsspec.AbstractFileSystem = S3FileSystem(use_listings_cache=False, max_concurrency=1)
         return fs
     return fsspec.filesystem(scheme)
 
