@@ -245,6 +245,16 @@ def _step(store: Store, event: EventRecord) -> DecisionRecord | None:
     return store.get_decision(keys)
 
 
+def _show_link_somewhere() -> None:
+    """A plain script has configured no logging, and Python drops INFO then: give hitl's logger
+    a stderr handler of its own, so the person running it sees where to answer."""
+    if not log.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 class Event:
     """A gate opened by ``new_event``. Wait for its answer with ``wait()``/``wait.aio()``."""
 
@@ -277,6 +287,7 @@ class Event:
     @classmethod
     def _opened(cls, record: EventRecord, tokens: dict[str, str], store: Store) -> Event:
         event = cls(record, tokens, store)
+        _show_link_somewhere()
         log.info("hitl: gate %r is open; answer it at %s", record.name, event.form_url)
         event._report = _flyte.ReportPanel.for_current_task(record.request_id)
         if event._report is not None:

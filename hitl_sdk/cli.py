@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import getpass
 import json
+import logging
 import os
 import secrets
 import shlex
@@ -521,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hitl`` command line; returns the exit code."""
     args = build_parser().parse_args(argv)
+    # The commands print links themselves; the SDK's log shows only warnings (store retries).
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
     try:
         code: int = args.run(args)
         return code

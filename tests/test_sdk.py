@@ -331,3 +331,20 @@ def test_env_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("HITL_APP_URL", "hitl.example.com")
     with pytest.raises(hitl.ConfigError, match="HITL_APP_URL"):
         hitl.new_event("gate", bool)
+
+
+def test_a_plain_script_shows_the_link_without_configuring_logging(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import hitl_sdk as hitl
+        event = hitl.new_event("gate", bool)
+        print(event.form_url)
+        """
+    )
+    env = {**os.environ, "HITL_STORE_URL": (tmp_path / "store").as_uri()}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    link = out.stdout.strip()
+    assert link.startswith("http://127.0.0.1:8787/form/")
+    assert f"gate 'gate' is open; answer it at {link}" in out.stderr
