@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -33,7 +34,7 @@ POLL_SECONDS = float(os.environ.get("HITL_EXAMPLE_POLL_SECONDS", "5"))
 
 env = flyte.TaskEnvironment(
     name="hitl-workflow",
-    image=flyte.Image.from_debian_base(name="hitl").with_pip_packages("hitl[flyte]"),
+    image=flyte.Image.from_debian_base(name="hitl").with_pip_packages("hitl-gates[flyte]"),
     resources=flyte.Resources(cpu="1", memory="512Mi"),
 )
 
@@ -116,7 +117,17 @@ def _cli() -> None:
         threading.Thread(
             target=_answer_when_open, args=(args.answer, run_name), daemon=True
         ).start()
-    run = flyte.with_runcontext(mode="local", name=run_name).run(main, dataset=args.dataset)
+    try:
+        run = flyte.with_runcontext(mode="local", name=run_name).run(main, dataset=args.dataset)
+    except KeyboardInterrupt:
+        # Like `hitl demo`: a stop asked for, not a crash. The gate stays open; running the
+        # example again with the same --run-name picks it up (and any answer given meanwhile).
+        print(
+            f"\nstopped. The gate stays open until its deadline: `hitl list` shows it; "
+            f"`python {sys.argv[0]} --run-name {run_name}` resumes it.",
+            file=sys.stderr,
+        )
+        sys.exit(130)
     print(run.outputs()[0])
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from ._errors import HitlError
 from ._store import Store
 
-APP_EXTRA = "pip install 'hitl[app]'"
+APP_EXTRA = "pip install 'hitl-gates[app]'"
 _APP_MODULES = ("fastapi", "starlette", "uvicorn", "mangum", "jinja2", "multipart", "hitl_lambda")
 
 

@@ -22,6 +22,7 @@ _INT_RE = re.compile(r"[+-]?[0-9]+")
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off"})
 _MAX_NUMBER_CHARS = 400
+BOOL_WORDS = "true or false; yes/no, y/n, on/off, 1/0 also work"
 
 
 def _show(raw: object) -> str:
@@ -38,7 +39,7 @@ def _parse_bool(raw: object) -> bool:
             return True
         if word in _FALSE:
             return False
-    raise InvalidValue(f"expected bool (true or false), got {_show(raw)}")
+    raise InvalidValue(f"expected bool ({BOOL_WORDS}), got {_show(raw)}")
 
 
 def _parse_int(raw: object) -> int:
@@ -66,9 +67,12 @@ def _parse_float(raw: object) -> float:
 
 
 def _parse_str(raw: object) -> str:
-    if isinstance(raw, str):
-        return raw
-    raise InvalidValue(f"expected str (text), got {_show(raw)}")
+    if not isinstance(raw, str):
+        raise InvalidValue(f"expected str (text), got {_show(raw)}")
+    if not raw.strip():
+        raise InvalidValue("expected str (text), got an empty answer: write something")
+    # Browsers send a textarea's line ends as CRLF; every channel stores plain \n.
+    return raw.replace("\r\n", "\n").replace("\r", "\n")
 
 
 @dataclass(frozen=True)

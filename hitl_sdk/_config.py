@@ -1,7 +1,8 @@
 """Settings: read from the environment once, at first use; ``configure()`` overrides in code.
 
-- ``HITL_STORE_URL``: where events live (``s3://bucket/prefix``, ``file:///path``,
-  ``memory://name``). Default: a ``store`` folder under the user's data dir.
+- ``HITL_STORE_URL``: where events live (``s3://bucket/prefix``, ``file:///path``, an
+  absolute folder path, ``memory://name``). Default: a ``store`` folder under the user's
+  data dir.
 - ``HITL_APP_URL``: the reviewer app's base URL. Default ``http://127.0.0.1:8787``.
 - ``HITL_RUN_ID``: the run that ``scope="run"`` means outside Flyte. Default: each process is
   its own run.
@@ -19,7 +20,7 @@ import fsspec
 import platformdirs
 
 from ._errors import ConfigError
-from ._store import Store, parse_store_url
+from ._store import Store, normalize_store_url
 
 DEFAULT_APP_URL = "http://127.0.0.1:8787"
 _PROCESS_RUN_ID = f"local-{uuid.uuid4().hex[:12]}"
@@ -72,7 +73,7 @@ def get_store() -> Store:
     global _store
     current = settings()
     with _lock:
-        if _store is None or _store.url != current.store_url.rstrip("/"):
+        if _store is None or _store.url != normalize_store_url(current.store_url):
             _store = Store(current.store_url, fs=_fs)
         return _store
 
@@ -100,7 +101,7 @@ def configure(
     global _settings, _store, _fs
     current = settings()
     if store_url is not None:
-        parse_store_url(store_url)
+        store_url = normalize_store_url(store_url)
     updated = replace(
         current,
         store_url=store_url if store_url is not None else current.store_url,

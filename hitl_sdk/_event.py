@@ -12,13 +12,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 from urllib.parse import quote
 
-from . import _config, _flyte
+from . import _announce, _config, _flyte
 from ._answers import outcome
 from ._codecs import codec_for
 from ._errors import ConfigError, KeyExists, StorageError, TransientStorageError
@@ -29,19 +29,10 @@ from ._store import Store
 log = logging.getLogger("hitl")
 
 T = TypeVar("T")
+DEFAULT_PROMPT = "Please provide a value"
 MAX_BACKOFF_SECONDS = 60.0
 # Past the deadline, how long a wait keeps retrying a failing store before giving up.
 STORE_GRACE_SECONDS = 300.0
-
-
-class _Twin(Generic[T]):
-    """A callable with a sync ``__call__`` and an ``aio`` coroutine twin."""
-
-    def __init__(self, sync: Callable[..., T], aio: Callable[..., Awaitable[T]]) -> None:
-        self._sync, self.aio = sync, aio
-
-    def __call__(self, *args: Any, **kwargs: Any) -> T:
-        return self._sync(*args, **kwargs)
 
 
 # -- opening a gate ---------------------------------------------------------------------------
@@ -83,7 +74,7 @@ class _Opening:
 
 def _plan(
     name: str,
-    data_type: type,
+    data_type: object,
     scope: str,
     prompt: str,
     timeout_seconds: float,
@@ -114,19 +105,22 @@ def _plan(
     return _Opening(record, tokens)
 
 
-def _open(store: Store, opening: _Opening) -> EventRecord:
-    """Create the event, or adopt the existing one of the same name in this run.
+def _open(store: Store, opening: _Opening) -> tuple[EventRecord, DecisionRecord | None]:
+    """Create the event, or adopt the existing one of the same name in this run; the record
+    and, for a gate that is already closed, its decision.
 
-    Adopting mints fresh links as grants: the first tokens were never stored, so a restarted
-    task cannot show them again, but the links already sent keep working.
+    Adopting an open gate mints fresh links as grants: the first tokens were never stored, so
+    a restarted task cannot show them again, but the links already sent keep working. A closed
+    gate gets no new links: nobody can answer it any more.
     """
     wanted = opening.record
     try:
         store.create_event(wanted)
-        return wanted
+        return wanted, None
     except KeyExists:
         pass
-    existing = store.get_event(EventKeys.parse(wanted.request_id))
+    keys = EventKeys.parse(wanted.request_id)
+    existing = store.get_event(keys)
     if existing is None:
         raise StorageError(f"event {wanted.request_id} exists but could not be read back")
     if existing.data_type != wanted.data_type:
@@ -134,59 +128,20 @@ def _open(store: Store, opening: _Opening) -> EventRecord:
             f"event {wanted.name!r} already exists in run {wanted.run_id!r} with data_type "
             f"{existing.data_type}, not {wanted.data_type}: give the new gate another name"
         )
-    for reviewer, token in opening.tokens.items():
-        grant = GrantRecord(request_id=existing.request_id, reviewer=reviewer)
-        store.create_grant(token_digest(token), grant)
-    return existing
+    decision = store.get_decision(keys)
+    if decision is None:
+        for reviewer, token in opening.tokens.items():
+            grant = GrantRecord(request_id=existing.request_id, reviewer=reviewer)
+            store.create_grant(token_digest(token), grant)
+    return existing, decision
 
 
-def _new_event(
-    name: str,
-    data_type: type,
-    scope: str = "run",
-    prompt: str = "Please provide a value",
-    timeout_seconds: int | float = 3600,
-    poll_interval_seconds: int | float = 5,
-    *,
-    reviewers: Sequence[str] | None = None,
-    details: str | None = None,
-) -> Event:
-    opening = _plan(
-        name, data_type, scope, prompt, timeout_seconds, poll_interval_seconds, reviewers, details
-    )
-    store = _config.get_store()
-    record = _open(store, opening)
-    return Event._opened(record, opening.tokens, store)
-
-
-async def _new_event_aio(
-    name: str,
-    data_type: type,
-    scope: str = "run",
-    prompt: str = "Please provide a value",
-    timeout_seconds: int | float = 3600,
-    poll_interval_seconds: int | float = 5,
-    *,
-    reviewers: Sequence[str] | None = None,
-    details: str | None = None,
-) -> Event:
-    opening = _plan(
-        name, data_type, scope, prompt, timeout_seconds, poll_interval_seconds, reviewers, details
-    )
-    store = _config.get_store()
-    record = await asyncio.to_thread(_open, store, opening)
-    event = Event._opened(record, opening.tokens, store)
-    if event._report is not None:
-        await event._report.flush_aio()
-    return event
-
-
-new_event = _Twin(_new_event, _new_event_aio)
-new_event.__doc__ = """Open a human-in-the-loop gate and return its ``Event``.
+class NewEvent:
+    """``hitl.new_event``: open a human-in-the-loop gate and return its ``Event``.
 
     Same signature as ``flyteplugins.hitl.new_event``; ``await hitl.new_event.aio(...)`` in a
-    running loop. Calling it again with the same name in the same run returns the same event
-    (same id, same deadline; links already sent keep working).
+    running event loop (Flyte tasks run in one). Calling it again with the same name in the
+    same run returns the same event (same id, same deadline; links already sent keep working).
 
     Example::
 
@@ -196,6 +151,132 @@ new_event.__doc__ = """Open a human-in-the-loop gate and return its ``Event``.
 
     Raises ``ConfigError`` for a bad option, ``StorageError`` subclasses for storage trouble.
     """
+
+    @overload
+    def __call__(
+        self,
+        name: str,
+        data_type: type[T],
+        scope: str = "run",
+        prompt: str = DEFAULT_PROMPT,
+        timeout_seconds: float = 3600,
+        poll_interval_seconds: float = 5,
+        *,
+        reviewers: Sequence[str] | None = None,
+        details: str | None = None,
+    ) -> Event[T]: ...
+
+    @overload
+    def __call__(
+        self,
+        name: str,
+        data_type: Any,
+        scope: str = "run",
+        prompt: str = DEFAULT_PROMPT,
+        timeout_seconds: float = 3600,
+        poll_interval_seconds: float = 5,
+        *,
+        reviewers: Sequence[str] | None = None,
+        details: str | None = None,
+    ) -> Event[Any]: ...
+
+    def __call__(
+        self,
+        name: str,
+        data_type: Any,
+        scope: str = "run",
+        prompt: str = DEFAULT_PROMPT,
+        timeout_seconds: float = 3600,
+        poll_interval_seconds: float = 5,
+        *,
+        reviewers: Sequence[str] | None = None,
+        details: str | None = None,
+    ) -> Event[Any]:
+        """Open a gate and return its ``Event`` (blocking; see ``aio`` in a running loop)."""
+        opening = _plan(
+            name,
+            data_type,
+            scope,
+            prompt,
+            timeout_seconds,
+            poll_interval_seconds,
+            reviewers,
+            details,
+        )
+        store = _config.get_store()
+        record, decision = _open(store, opening)
+        return Event._opened(record, opening.tokens if decision is None else {}, store, decision)
+
+    @overload
+    async def aio(
+        self,
+        name: str,
+        data_type: type[T],
+        scope: str = "run",
+        prompt: str = DEFAULT_PROMPT,
+        timeout_seconds: float = 3600,
+        poll_interval_seconds: float = 5,
+        *,
+        reviewers: Sequence[str] | None = None,
+        details: str | None = None,
+    ) -> Event[T]: ...
+
+    @overload
+    async def aio(
+        self,
+        name: str,
+        data_type: Any,
+        scope: str = "run",
+        prompt: str = DEFAULT_PROMPT,
+        timeout_seconds: float = 3600,
+        poll_interval_seconds: float = 5,
+        *,
+        reviewers: Sequence[str] | None = None,
+        details: str | None = None,
+    ) -> Event[Any]: ...
+
+    async def aio(
+        self,
+        name: str,
+        data_type: Any,
+        scope: str = "run",
+        prompt: str = DEFAULT_PROMPT,
+        timeout_seconds: float = 3600,
+        poll_interval_seconds: float = 5,
+        *,
+        reviewers: Sequence[str] | None = None,
+        details: str | None = None,
+    ) -> Event[Any]:
+        """``await hitl.new_event.aio(...)``: the same as ``new_event(...)``, for a running loop.
+
+        Storage calls run in a worker thread, so the loop keeps serving other tasks.
+        """
+        opening = _plan(
+            name,
+            data_type,
+            scope,
+            prompt,
+            timeout_seconds,
+            poll_interval_seconds,
+            reviewers,
+            details,
+        )
+        store = _config.get_store()
+        record, decision = await asyncio.to_thread(_open, store, opening)
+        tokens = opening.tokens if decision is None else {}
+        event = Event._opened(record, tokens, store, decision)
+        if event._report is not None:
+            await event._report.flush_aio()
+        return event
+
+    def __repr__(self) -> str:
+        return "<function hitl_sdk.new_event>"
+
+
+# Errors about the arguments (TypeError) name the public call, not this class.
+NewEvent.__call__.__qualname__ = "new_event"
+NewEvent.aio.__qualname__ = "new_event.aio"
+new_event = NewEvent()
 
 
 # -- waiting ----------------------------------------------------------------------------------
@@ -245,18 +326,42 @@ def _step(store: Store, event: EventRecord) -> DecisionRecord | None:
     return store.get_decision(keys)
 
 
-def _show_link_somewhere() -> None:
-    """A plain script has configured no logging, and Python drops INFO then: give hitl's logger
-    a stderr handler of its own, so the person running it sees where to answer."""
-    if not log.hasHandlers():
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
+class Wait(Generic[T]):
+    """``event.wait()``: block until the gate is answered and return the answer as the gate's
+    ``data_type``; ``await event.wait.aio()`` in a running event loop.
+
+    Polls the store every ``poll_interval_seconds`` until the wall-clock deadline stored with
+    the event; storage trouble is retried with backoff. Raises ``EventTimeout`` (a
+    ``TimeoutError``) when the deadline passes with no answer.
+    """
+
+    def __init__(self, event: Event[T]) -> None:
+        self._event = event
+
+    def __call__(self) -> T:
+        """Block until the answer arrives and return it (``EventTimeout`` at the deadline)."""
+        return self._event._wait()
+
+    async def aio(self) -> T:
+        """``await event.wait.aio()``: the same as ``wait()``, without blocking the loop."""
+        return await self._event._wait_aio()
+
+    def __repr__(self) -> str:
+        return f"<bound method wait of {self._event!r}>"
 
 
-class Event:
-    """A gate opened by ``new_event``. Wait for its answer with ``wait()``/``wait.aio()``."""
+Wait.__call__.__qualname__ = "wait"
+Wait.aio.__qualname__ = "wait.aio"
+
+
+class Event(Generic[T]):
+    """A gate opened by ``new_event``. Wait for its answer with ``wait()``/``wait.aio()``.
+
+    ``form_url`` is the reviewer link (token included), ``links`` maps each named reviewer to
+    their personal link, ``api_url`` is the JSON API. A gate that was already closed when it
+    was opened again (same name, same run) has no links: ``closed`` is True and ``wait()``
+    returns its answer at once.
+    """
 
     #: the gate's panel in its Flyte task's report (None outside a Flyte task with a report)
     _report: _flyte.ReportPanel | None = None
@@ -275,25 +380,41 @@ class Event:
         self.deadline = record.deadline
         self.api_url = f"{app_url}/submit/json"
         self.response_path = f"{store.url}/{EventKeys.parse(record.request_id).decision}"
+        form = f"{app_url}/form/{quote(record.request_id)}"
         #: reviewer name ("" for an anonymous link) -> that reviewer's form link
         self.links = {
-            reviewer: f"{app_url}/form/{quote(record.request_id)}?token={quote(token)}"
-            for reviewer, token in tokens.items()
+            reviewer: f"{form}?token={quote(token)}" for reviewer, token in tokens.items()
         }
         self._tokens = tokens
-        self.form_url = next(iter(self.links.values()))
-        self.wait = _Twin(self._wait, self._wait_aio)
+        #: the reviewer link; without a token when the gate was closed before it was opened
+        self.form_url = next(iter(self.links.values()), form)
+        #: the decision the gate already had when it was opened, if any
+        self.closed_with: DecisionRecord | None = None
+        self.wait: Wait[T] = Wait(self)
 
     @classmethod
-    def _opened(cls, record: EventRecord, tokens: dict[str, str], store: Store) -> Event:
-        event = cls(record, tokens, store)
-        _show_link_somewhere()
-        log.info("hitl: gate %r is open; answer it at %s", record.name, event.form_url)
+    def _opened(
+        cls,
+        record: EventRecord,
+        tokens: dict[str, str],
+        store: Store,
+        decision: DecisionRecord | None = None,
+    ) -> Event[Any]:
+        event: Event[Any] = cls(record, tokens, store)
+        event.closed_with = decision
+        _announce.show_link_somewhere()
+        for line in _announce.opening_lines(event, decision):
+            log.info("%s", line)
         event._report = _flyte.ReportPanel.for_current_task(record.request_id)
         if event._report is not None:
-            event._report.show(_flyte.panel_html(event))
+            event._report.show(_flyte.panel_html(event, decision))
             event._report.flush()  # skipped inside a running loop: new_event.aio flushes
         return event
+
+    @property
+    def closed(self) -> bool:
+        """True when the gate had its answer (or timed out) before this ``new_event`` call."""
+        return self.closed_with is not None
 
     def _show_decision(self, decision: DecisionRecord) -> _flyte.ReportPanel | None:
         """Put the answer (or the timeout) in the task report; the panel to flush, if any."""
@@ -303,13 +424,14 @@ class Event:
 
     @property
     def token(self) -> str:
-        """The capability token in ``form_url`` (for the JSON API's ``token`` field)."""
-        return next(iter(self._tokens.values()))
+        """The capability token in ``form_url`` (for the JSON API's ``token`` field); empty
+        for a gate that was already closed."""
+        return next(iter(self._tokens.values()), "")
 
     def __repr__(self) -> str:
         return f"Event(name={self.name!r}, request_id={self.request_id!r})"
 
-    def _wait(self) -> Any:
+    def _wait(self) -> T:
         poll = _Poll(self._record)
         while True:
             try:
@@ -321,10 +443,11 @@ class Event:
             if decision is not None:
                 if (panel := self._show_decision(decision)) is not None:
                     panel.flush()
-                return outcome(self._record, decision)
+                result: T = outcome(self._record, decision)
+                return result
             time.sleep(poll.delay(utcnow()))
 
-    async def _wait_aio(self) -> Any:
+    async def _wait_aio(self) -> T:
         poll = _Poll(self._record)
         while True:
             try:
@@ -336,5 +459,6 @@ class Event:
             if decision is not None:
                 if (panel := self._show_decision(decision)) is not None:
                     await panel.flush_aio()
-                return outcome(self._record, decision)
+                result: T = outcome(self._record, decision)
+                return result
             await asyncio.sleep(poll.delay(utcnow()))

@@ -113,7 +113,7 @@ def _utc(moment: Any) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def curl_command(event: Event) -> str:
+def curl_command(event: Event[Any]) -> str:
     """A ready ``curl`` line answering ``event`` through the JSON API (replace VALUE)."""
     body = json.dumps(
         {
@@ -130,7 +130,7 @@ def curl_command(event: Event) -> str:
     )
 
 
-def _state_html(event: Event, decision: DecisionRecord | None) -> str:
+def _state_html(event: Event[Any], decision: DecisionRecord | None) -> str:
     if decision is None:
         return (
             '<p data-hitl-state="pending"><strong>Waiting for an answer</strong> until '
@@ -152,7 +152,7 @@ def _state_html(event: Event, decision: DecisionRecord | None) -> str:
     )
 
 
-def panel_html(event: Event, decision: DecisionRecord | None = None) -> str:
+def panel_html(event: Event[Any], decision: DecisionRecord | None = None) -> str:
     """The report panel of one gate: prompt, state, form link and JSON API call, all escaped."""
     from ._codecs import codec_for
 
@@ -161,17 +161,23 @@ def panel_html(event: Event, decision: DecisionRecord | None = None) -> str:
     request_id = html.escape(event.request_id)
     details = event._record.details
     details_html = f"<pre>{html.escape(details)}</pre>" if details else ""
+    # A closed gate's link and curl line would only lead to "already answered": drop them.
+    answer_here = (
+        f'<p>Form: <a class="hitl-form-link" href="{link}" target="_blank" '
+        f'rel="noopener noreferrer">{link}</a></p>'
+        f"<p>JSON API (VALUE is a {html.escape(event._record.data_type)}: "
+        f"{html.escape(hint)}):</p>"
+        f'<pre class="hitl-curl">{html.escape(curl_command(event))}</pre>'
+        if decision is None
+        else ""
+    )
     return (
         f'<section class="hitl-gate" data-hitl-request="{request_id}">'
         f"<h3>Human input: {html.escape(event.name)}</h3>"
         f'<p class="hitl-prompt">{html.escape(event.prompt)}</p>'
         f"{details_html}"
         f"{_state_html(event, decision)}"
-        f'<p>Form: <a class="hitl-form-link" href="{link}" target="_blank" '
-        f'rel="noopener noreferrer">{link}</a></p>'
-        f"<p>JSON API (VALUE is a {html.escape(event._record.data_type)}: "
-        f"{html.escape(hint)}):</p>"
-        f'<pre class="hitl-curl">{html.escape(curl_command(event))}</pre>'
+        f"{answer_here}"
         f"<p>Request id: <code>{request_id}</code></p>"
         "</section>"
     )
@@ -258,7 +264,8 @@ def task_environment() -> Any:
         except ImportError as exc:
             raise ImportError(
                 "hitl.env is for Flyte task environments and needs the Flyte SDK: "
-                "pip install 'hitl[flyte]' (or drop depends_on=[hitl.env]; hitl does not need it)"
+                "pip install 'hitl-gates[flyte]' (or drop depends_on=[hitl.env]; hitl does not "
+                "need it)"
             ) from exc
         _env = flyte.TaskEnvironment(
             name=ENV_NAME,

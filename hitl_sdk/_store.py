@@ -8,10 +8,13 @@ sees a botocore or OS error.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -25,29 +28,77 @@ from ._errors import (
     StoreNotFound,
     TransientStorageError,
 )
-from ._keys import EventKeys, decisions_prefix
+from ._keys import REQUEST_ID_RE, EventKeys, decisions_prefix, run_prefix
 from ._models import DecisionRecord, EventRecord, GrantRecord, _Record
 
 R = TypeVar("R", bound=_Record)
 T = TypeVar("T")
 
 SCHEMES = ("s3", "file", "memory")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _FALLBACK_CREATE_LOCK = threading.Lock()
 _TRANSIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3")
 
 
+def _unsupported(url: object, why: str) -> ConfigError:
+    return ConfigError(
+        f"store URL {url!r} is not supported: use s3://bucket/prefix, file:///absolute/path or "
+        "memory://name (set HITL_STORE_URL or configure()); an absolute folder path such as "
+        f"/data/hitl works too, and this is {why}"
+    )
+
+
+def normalize_store_url(url: object) -> str:
+    """The one rule for store URLs, shared by the SDK, the CLI and the app: the canonical URL
+    for ``url``, or ``ConfigError`` saying what a good one looks like.
+
+    ``s3://bucket/prefix``, ``file:///absolute/path``, ``memory://name`` and a plain absolute
+    folder path (``/data/hitl``, ``~/hitl``; it becomes a ``file://`` URL) are accepted.
+    Relative paths are refused everywhere: what they mean would depend on where a task runs.
+
+    >>> normalize_store_url("/tmp/hitl store/")
+    'file:///tmp/hitl%20store'
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise _unsupported(url, "empty")
+    text = url.strip()
+    if "://" not in text:
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            raise _unsupported(url, "a relative path or a malformed URL")
+        return Path(os.path.normpath(path)).as_uri()
+    scheme, _, rest = text.partition("://")
+    if scheme not in SCHEMES:
+        raise _unsupported(url, f"an unknown scheme, {scheme!r}")
+    if scheme == "file":
+        if not rest.startswith("/"):
+            raise _unsupported(
+                url, "a file URL without an absolute path (file:///path has 3 slashes)"
+            )
+        return Path(os.path.normpath(unquote(rest))).as_uri()
+    root = rest.strip("/")
+    if scheme == "s3":
+        bucket, _, prefix = root.partition("/")
+        if not bucket:
+            raise ConfigError(f"store URL {url!r} names no bucket: use s3://bucket/prefix")
+        if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
+            raise ConfigError(
+                f"store URL {url!r}: {bucket!r} is not a valid S3 bucket name (3-63 "
+                "characters: lowercase letters, digits, dots and hyphens)"
+            )
+        parts = prefix.split("/") if prefix else []
+        if any(part in ("", ".", "..") for part in parts):
+            raise ConfigError(
+                f"store URL {url!r}: the prefix {prefix!r} has an empty, '.' or '..' part"
+            )
+    return f"{scheme}://{root}"
+
+
 def parse_store_url(url: str) -> tuple[str, str]:
-    """Split a store URL into scheme and root; ``ConfigError`` says what a good one looks like."""
-    scheme, sep, root = url.partition("://")
-    if not sep or scheme not in SCHEMES:
-        raise ConfigError(
-            f"store URL {url!r} is not supported: use s3://bucket/prefix, "
-            "file:///absolute/path or memory://name (set HITL_STORE_URL or configure())"
-        )
-    root = root.strip("/")
-    if scheme == "s3" and not root:
-        raise ConfigError(f"store URL {url!r} names no bucket: use s3://bucket/prefix")
-    return scheme, root
+    """Split a store URL (after ``normalize_store_url``) into scheme and root."""
+    scheme, _, rest = normalize_store_url(url).partition("://")
+    root = unquote(rest) if scheme == "file" else rest
+    return scheme, root.strip("/")
 
 
 class Store:
@@ -59,15 +110,15 @@ class Store:
     """
 
     def __init__(self, url: str, fs: fsspec.AbstractFileSystem | None = None) -> None:
-        scheme, root = parse_store_url(url)
-        self.url = url.rstrip("/")
+        self.url = normalize_store_url(url)
+        scheme, root = parse_store_url(self.url)
         self.bucket = root.split("/", 1)[0] if scheme == "s3" else None
         if fs is None:
             fs = _default_fs(scheme)
         self.fs = fs
+        # Nothing is created here: a read-only command never makes a folder. Writes make the
+        # folders they need (see _link_create).
         self._root = ("/" + root) if scheme in ("file", "memory") else root
-        if isinstance(fs, LocalFileSystem):
-            os.makedirs(self._root, exist_ok=True)
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -97,11 +148,24 @@ class Store:
         names = self._list(decisions_prefix(run_key))
         return {f"{run_key}.{name.removesuffix('.json')}" for name in names}
 
+    def run_keys(self) -> list[str]:
+        """Every run key in the store, sorted (one LIST of ``runs/``, a page per 1,000)."""
+        return self._list("runs/")
+
+    def event_ids(self, run_key: str) -> list[str]:
+        """The request ids of one run's events, sorted (one LIST); keys that are not an
+        event's (a stray file) are passed over."""
+        names = self._list(f"{run_prefix(run_key)}/events/")
+        ids = (
+            f"{run_key}.{name.removesuffix('.json')}" for name in names if name.endswith(".json")
+        )
+        return [i for i in ids if REQUEST_ID_RE.fullmatch(i)]
+
     def iter_events(self) -> Iterator[EventRecord]:
         """Every event record in the store (for operators' listings, not for hot paths)."""
-        for run_key in self._list("runs/"):
-            for name in self._list(f"runs/{run_key}/events/"):
-                record = self._get(f"runs/{run_key}/events/{name}", EventRecord)
+        for run_key in self.run_keys():
+            for request_id in self.event_ids(run_key):
+                record = self.get_event(EventKeys.parse(request_id))
                 if record is not None:
                     yield record
 

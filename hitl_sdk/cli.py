@@ -21,6 +21,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -51,7 +52,7 @@ from ._errors import (
 from ._event import Event
 from ._keys import EventKeys
 from ._models import DecisionRecord, EventRecord, Status, utcnow
-from ._store import Store
+from ._store import Store, normalize_store_url
 
 # First match wins, so subclasses come before their bases.
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
@@ -66,6 +67,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (HitlError, 1, "any other error"),
 )
 EXIT_INTERRUPTED = 130
+_ID_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9-]*(\.[a-z0-9-]*)?")
 
 _MEANINGS = sorted({code: m for _, code, m in EXIT_CODES if m}.items())
 _EPILOG = "exit codes:\n" + "\n".join(
@@ -87,13 +89,10 @@ def say(text: str = "") -> None:
 
 
 def store_url(args: argparse.Namespace) -> str:
-    """The store URL from ``--store`` (a URL or a folder path), else the SDK's settings."""
+    """The store URL from ``--store`` (a URL or an absolute folder path), else the SDK's
+    settings; the same rule as the SDK's (``normalize_store_url``)."""
     given: str | None = args.store
-    if given is None:
-        return _config.settings().store_url
-    if "://" not in given:
-        return Path(given).expanduser().resolve().as_uri()
-    return given
+    return normalize_store_url(given if given is not None else _config.settings().store_url)
 
 
 def open_store(args: argparse.Namespace) -> Store:
@@ -132,6 +131,31 @@ def _store_flag(args: argparse.Namespace) -> str:
 
 
 # -- hitl list / show / respond ----------------------------------------------------------------
+
+
+def resolve_id(store: Store, given: str) -> str:
+    """The request id that ``given`` is, or the one id it is a unique prefix of (ids are 60+
+    characters); ``EventNotFound`` naming the candidates when it is none or several."""
+    text = given.strip()
+    if not text:
+        raise EventNotFound("no event id given: copy one from `hitl list`")
+    with contextlib.suppress(EventNotFound):
+        keys = EventKeys.parse(text)
+        if store.get_event(keys) is not None:
+            return keys.request_id
+    matches: list[str] = []
+    if _ID_PREFIX_RE.fullmatch(text):
+        run_part, dot, _ = text.partition(".")
+        runs = [run_part] if dot else [r for r in store.run_keys() if r.startswith(text)]
+        matches = [i for run in runs for i in store.event_ids(run) if i.startswith(text)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise EventNotFound(f"no event with id {text[:80]!r}")
+    shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+    raise EventNotFound(
+        f"{text!r} is the start of {len(matches)} event ids ({shown}): give more of the id"
+    )
 
 
 def _event_states(store: Store, everything: bool) -> list[EventState]:
@@ -213,22 +237,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _links_text(event: EventRecord) -> str:
+def _links_text(event: EventRecord, status: Status) -> str:
     named = sorted(r for r in event.token_digests.values() if r)
     anonymous = len(event.token_digests) - len(named)
     parts = [f"{anonymous} anonymous"] if anonymous else []
     if named:
         parts.append("for " + ", ".join(named))
+    issued = f"{len(event.token_digests)} issued ({'; '.join(parts)})."
+    if status is not Status.PENDING:
+        return f"{issued} The gate is closed: its links no longer take answers."
     return (
-        f"{len(event.token_digests)} issued ({'; '.join(parts)}). Only their SHA-256 digests "
-        "are stored, so links cannot be shown again: answer here with `hitl respond`, or "
-        "reopen the gate from its task (the same name in the same run) to mint fresh links."
+        f"{issued} Only their SHA-256 digests are stored, so links cannot be shown again: "
+        "answer here with `hitl respond`, or reopen the gate from its task (the same name in "
+        "the same run) to mint fresh links."
     )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     store = open_store(args)
-    state = load(store, args.id)
+    state = load(store, resolve_id(store, args.id))
     if args.json:
         say(json.dumps(_state_json(state), indent=1, ensure_ascii=False))
         return 0
@@ -249,7 +276,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     fields += [
         ("created", format_time(event.created_at)),
         ("deadline", f"{format_time(event.deadline)} (timeout {event.timeout_seconds:g}s)"),
-        ("links", _links_text(event)),
+        ("links", _links_text(event, state.status)),
     ]
     if decision is not None and decision.status == "answered":
         fields += [
@@ -287,7 +314,7 @@ def cmd_respond(args: argparse.Namespace) -> int:
     store = open_store(args)
     record = submit(
         store,
-        args.id,
+        resolve_id(store, args.id),
         args.value,
         via="cli",
         operator=_operator(args.operator),
@@ -339,7 +366,7 @@ _HTTP_ERRORS: dict[int, Callable[[str], HitlError]] = {
 }
 
 
-def post_answer(event: Event, value: str) -> dict[str, Any]:
+def post_answer(event: Event[Any], value: str) -> dict[str, Any]:
     """Answer ``event`` through the reviewer app's JSON API, as any HTTP client would."""
     body = json.dumps({"request_id": event.request_id, "token": event.token, "value": value})
     request = urllib.request.Request(
@@ -362,7 +389,7 @@ def post_answer(event: Event, value: str) -> dict[str, Any]:
         raise HitlError(f"could not reach the reviewer app at {event.api_url}: {exc}") from exc
 
 
-def curl_line(event: Event, value: object) -> str:
+def curl_line(event: Event[Any], value: object) -> str:
     body = json.dumps({"request_id": event.request_id, "token": event.token, "value": value})
     return (
         f"curl -sS -X POST {event.api_url} -H 'content-type: application/json' "
@@ -460,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_text: str, run: Callable[[argparse.Namespace], int]) -> Any:
         sub = commands.add_parser(
@@ -468,8 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
             parents=[common],
             help=help_text,
             description=help_text,
-            epilog=_EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog="exit codes: see `hitl --help`",
         )
         sub.set_defaults(run=run)
         return sub
@@ -499,7 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
 
     show = command("show", "One event: record, state, links, answer.", cmd_show)
-    show.add_argument("id", metavar="ID", help="the event's request id (from hitl list)")
+    show.add_argument(
+        "id", metavar="ID", help="the event's request id (from hitl list), or a unique prefix"
+    )
     show.add_argument("--json", action="store_true", help="JSON instead of text")
 
     respond = command(
@@ -507,7 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Answer an event directly in the store (checked and written once, like the app).",
         cmd_respond,
     )
-    respond.add_argument("id", metavar="ID", help="the event's request id (from hitl list)")
+    respond.add_argument(
+        "id", metavar="ID", help="the event's request id (from hitl list), or a unique prefix"
+    )
     respond.add_argument("value", metavar="VALUE", help="the answer, e.g. true, 42, 0.5, text")
     respond.add_argument("--comment", metavar="TEXT", help="a note kept with the answer")
     respond.add_argument(
@@ -521,7 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hitl`` command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # plain `hitl`: what it can do, not an error
+        parser.print_help()
+        return 0
     # The commands print links themselves; the SDK's log shows only warnings (store retries).
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     try:

@@ -47,7 +47,7 @@ def request_human_review(
     *,
     timeout_seconds: float = 3600,
     poll_interval_seconds: float = 1,
-) -> Event:
+) -> Event[bool]:
     """Open the review gate: a bool answer, true to approve. ``event.wait()`` gives it."""
     return new_event(
         GATE_NAME,

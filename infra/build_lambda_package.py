@@ -8,7 +8,7 @@ Usage (from the repository root)::
     python infra/build_lambda_package.py --platform manylinux2014_x86_64 --python-version 3.11 \
         --out build/lambda-host                     # a copy the host can import (smoke tests)
 
-What goes in: the runtime dependencies of ``hitl[app]`` minus uvicorn (Lambda runs the app
+What goes in: the runtime dependencies of ``hitl-gates[app]`` minus uvicorn (Lambda runs the app
 through Mangum, not a server), downloaded by pip as binary wheels for the target
 (``manylinux2014_aarch64``, CPython 3.12 by default), plus the ``hitl_sdk`` and ``hitl_lambda``
 sources (templates and static files included, tests excluded).
@@ -41,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("hitl_sdk", "hitl_lambda")
-# Installed by `hitl[app]` but never imported by the function.
+# Installed by `hitl-gates[app]` but never imported by the function.
 NOT_ON_LAMBDA = {"uvicorn"}
 # botocore service models the function needs: S3 (the store) and STS (credential providers).
 BOTOCORE_SERVICES = {"s3", "sts"}

@@ -176,10 +176,11 @@ def test_help_names_every_command_and_exit_code(env: dict[str, str]) -> None:
     assert list(codes) == ["0", "1", "2", "3", "4", "5", "6", "7", "8", "130"]
 
 
-def test_no_command_is_a_usage_error(env: dict[str, str]) -> None:
+def test_no_command_prints_the_help(env: dict[str, str]) -> None:
     result = run(env=env)
-    assert result.returncode == 2
-    assert "required: COMMAND" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == run("--help", env=env).stdout
+    assert result.stdout.startswith("usage: hitl")
 
 
 def test_a_bad_store_url_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -400,7 +401,11 @@ def test_respond_takes_a_negative_number_as_the_value(
 @pytest.mark.parametrize(
     ("data_type", "value", "message"),
     [
-        (bool, "ture", "expected bool (true or false), got 'ture'"),
+        (
+            bool,
+            "ture",
+            "expected bool (true or false; yes/no, y/n, on/off, 1/0 also work), got 'ture'",
+        ),
         (int, "1.5", "expected int (a whole number such as 42), got '1.5'"),
         (float, "nan", "expected float (a finite number such as 0.75), got 'nan'"),
     ],
@@ -600,7 +605,10 @@ def test_demo_refuses_a_bad_answer_before_opening_anything(
 ) -> None:
     code, out, err = cli(capsys, "demo", "--answer", "maybe", "--port", "0", "--store", store_uri)
     assert (code, out) == (4, "")
-    assert err == "hitl demo: error: --answer 'maybe': expected bool (true or false), got 'maybe'\n"
+    assert err == (
+        "hitl demo: error: --answer 'maybe': expected bool (true or false; yes/no, y/n, "
+        "on/off, 1/0 also work), got 'maybe'\n"
+    )
     assert list(Store(store_uri).iter_events()) == []
 
 
@@ -620,7 +628,7 @@ def test_missing_app_extra_says_what_to_install(
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # what a missing package looks like
     code, _, err = cli(capsys, "serve", "--port", "0", "--store", store_uri)
     assert code == 8
-    assert "needs the 'app' extra (uvicorn is not installed): pip install 'hitl[app]'" in err
+    assert "needs the 'app' extra (uvicorn is not installed): pip install 'hitl-gates[app]'" in err
 
 
 # -- hitl serve --------------------------------------------------------------------------------

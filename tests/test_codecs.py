@@ -29,7 +29,7 @@ GOOD = [
     ("float", "0.75", 0.75),
     ("float", "-2", -2.0),
     ("float", "1e3", 1000.0),
-    ("str", "", ""),
+    ("str", "line one\r\nline two\rthree", "line one\nline two\nthree"),
     ("str", "  spaced  ", "  spaced  "),
     ("str", "<script>alert(1)</script>", "<script>alert(1)</script>"),
 ]
@@ -63,6 +63,8 @@ BAD = [
     ("str", 5),
     ("str", None),
     ("str", True),
+    ("str", ""),
+    ("str", " \r\n\t "),
 ]
 
 

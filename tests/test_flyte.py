@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -282,14 +283,14 @@ def test_killed_gate_resumes_same_event_with_answer_given_meanwhile(
     [after] = events_of(s3_store, run_name)
     assert after == before  # same id, same deadline, nothing rewritten
     panel = wait_for_panel(run_name, "answered", timeout=5)
-    _, same_id, new_token = form_link(panel)
-    assert same_id == request_id
+    assert f'data-hitl-request="{request_id}"' in panel
     assert "by link holder" in panel and "(via form)" in panel
-    # The restart minted a fresh link (the first token was never stored); both open the event.
-    assert new_token != old_token
-    for token in (old_token, new_token):
-        page = invoke(handler, apigw_event("GET", path, query={"token": token}))
-        assert page["statusCode"] == 200, text_of(page)
+    # The gate was closed when the task came back: no fresh link was minted, and the panel
+    # shows the answer without a link or curl line that could only be refused.
+    assert "hitl-form-link" not in panel and "hitl-curl" not in panel
+    assert not s3_store.fs.glob(f"{s3_store._root}/runs/*/grants/**")
+    page = invoke(handler, apigw_event("GET", path, query={"token": old_token}))
+    assert page["statusCode"] == 200, text_of(page)
     state = _answers.load(s3_store, request_id)
     assert state.status is Status.ANSWERED and state.decision is not None
     assert state.decision.value is True
@@ -408,7 +409,7 @@ except hitl.EventTimeout:
 try:
     hitl.env
 except ImportError as exc:
-    assert "pip install 'hitl[flyte]'" in str(exc), exc
+    assert "pip install 'hitl-gates[flyte]'" in str(exc), exc
     print("ok")
 """
     out = subprocess.run(
@@ -448,3 +449,31 @@ def test_cluster_runs_of_one_name_in_two_domains_get_two_gates(
     ]
     # No task function on the stack: the gate still shows in the context's report.
     assert dev.request_id in (tmp_path / "development" / "report.html").read_text()
+
+
+def test_ctrl_c_stops_the_example_cleanly_and_leaves_the_gate_open(
+    run_name: str, tmp_path: Path
+) -> None:
+    store_url = (tmp_path / "store").as_uri()
+    env = {**os.environ, "HITL_STORE_URL": store_url, "HITL_APP_URL": APP_URL}
+    env["HITL_EXAMPLE_POLL_SECONDS"] = str(POLL)
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLE), "--run-name", run_name],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_panel(run_name, "pending")
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C on a terminal sends
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out, out
+    assert f"--run-name {run_name}` resumes it" in out
+    [event] = events_of(Store(store_url), run_name)
+    assert _answers.load(Store(store_url), event.request_id).status is Status.PENDING

@@ -233,7 +233,7 @@ def test_missing_bucket_fails_at_once(moto_endpoint: str) -> None:
 
 
 def test_new_event_matches_the_flyteplugins_signature() -> None:
-    params = inspect.signature(hitl.new_event._sync).parameters
+    params = inspect.signature(hitl.new_event).parameters
     expected = [
         ("name", inspect.Parameter.empty),
         ("data_type", inspect.Parameter.empty),
