@@ -31,7 +31,14 @@ from hitl_sdk._models import LINK_HOLDER, DecisionRecord, Status
 from hitl_sdk._store import Store
 
 from . import http_errors, pages
-from .middleware import MAX_BODY_BYTES, BodyLimit, SecurityHeaders, StagePrefix
+from .middleware import (
+    MAX_BODY_BYTES,
+    BodyLimit,
+    CatchAll,
+    SecurityHeaders,
+    StagePrefix,
+    StorageDeadline,
+)
 
 STORE_URL_VARIABLE = "HITL_STORE_URL"
 
@@ -60,7 +67,7 @@ def store_from_env() -> Store:
             f"{STORE_URL_VARIABLE} is not set: the reviewer app needs to know where events "
             "live. Set it to the store the tasks use, e.g. s3://my-hitl-bucket/hitl"
         )
-    store = Store(url)
+    store = Store(url, for_requests=True)
     store.check()
     return store
 
@@ -80,9 +87,12 @@ def create_app(store: Store | None = None) -> FastAPI:
     )
     app.state.store = store
     http_errors.install(app)
+    # The last added is the outermost: headers wrap everything, including the catch-all 500.
     app.add_middleware(StagePrefix)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(SecurityHeaders)  # added last: outermost, so it wraps every response
+    app.add_middleware(StorageDeadline)
+    app.add_middleware(CatchAll)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -110,9 +120,7 @@ def create_app(store: Store | None = None) -> FastAPI:
         # Empty fields arrive as None; an empty answer is "", which the codec judges.
         raw = "" if value is None else value
         try:
-            record = _answers.submit(
-                store, request_id, raw, via="form", token=token, comment=comment
-            )
+            done = _answers.submit(store, request_id, raw, via="form", token=token, comment=comment)
         except InvalidValue as exc:
             # The token was checked before the value: show the form again with the error.
             state = _answers.load(store, request_id)
@@ -137,14 +145,13 @@ def create_app(store: Store | None = None) -> FastAPI:
             state = _answers.load(store, request_id)
             status, _ = http_errors.status_for(exc)
             return pages.render(request.scope, "closed.html", status, event=state.event)
-        state = _answers.load(store, record.request_id)
         return pages.render(
-            request.scope, "submitted.html", 200, event=state.event, decision=record
+            request.scope, "submitted.html", 200, event=done.event, decision=done.record
         )
 
     @app.post("/submit/json")
     def submit_json(answer: JsonAnswer) -> dict[str, Any]:
-        record = _answers.submit(
+        done = _answers.submit(
             store,
             answer.request_id,
             answer.value,
@@ -153,7 +160,9 @@ def create_app(store: Store | None = None) -> FastAPI:
             comment=answer.comment,
             data_type=answer.data_type,
         )
-        return {"status": "submitted", **_decision_json(record)}
+        # A client's retry of the answer it gave (its first reply was lost) is no conflict.
+        status = "already recorded" if done.repeated else "submitted"
+        return {"status": status, **_decision_json(done.record)}
 
     @app.get("/status/{request_id}")
     def status(request_id: str, token: str = Query("")) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from starlette.types import Scope
 from hitl_sdk._errors import (
     AlreadyAnswered,
     ConfigError,
+    CorruptRecord,
     EventExpired,
     EventNotFound,
     HitlError,
@@ -41,10 +42,20 @@ STATUS_FOR: tuple[tuple[type[HitlError], int, str], ...] = (
     (AlreadyAnswered, 409, "already_answered"),
     (EventExpired, 410, "expired"),
     (TransientStorageError, 503, "storage_unavailable"),
+    (CorruptRecord, 500, "record_damaged"),
     (StorageError, 500, "storage_error"),
     (ConfigError, 500, "config_error"),
     (HitlError, 500, "error"),
 )
+# What a 5xx tells the client; the details (bucket names, backend errors) go to the log.
+SERVER_MESSAGES = {
+    "storage_unavailable": "the reviewer app cannot reach its storage right now; try again shortly",
+    "record_damaged": "a stored record of this request is damaged and cannot be read; the "
+    "app's operator has to look at it (see logs)",
+    "unexpected": "the reviewer app hit an unexpected error; try again, and tell its operator "
+    "if it happens again",
+    "error": "the reviewer app is misconfigured; its operator has to fix it (see logs)",
+}
 _HTTP_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
@@ -73,9 +84,7 @@ async def _hitl_error(request: Request, exc: Exception) -> Response:
     if status >= 500:
         # The details (bucket names, backend errors) go to the log, not to the client.
         log.error("hitl: %s on %s: %s", kind, request.url.path, exc, exc_info=exc)
-        message = "the reviewer app cannot reach its storage right now; try again shortly"
-        if status != 503:
-            message = "the reviewer app is misconfigured; its operator has to fix it (see logs)"
+        message = SERVER_MESSAGES.get(kind, SERVER_MESSAGES["error"])
         response = error_response(request.scope, status, kind, message)
         if status == 503:
             response.headers["retry-after"] = "5"

@@ -1,18 +1,29 @@
-"""ASGI middleware: the security headers every response carries, and the request body limit.
+"""ASGI middleware: security headers on every response, the app's own 500 for anything
+unexpected, a storage deadline per request, the request body limit and API Gateway stages.
 
-Both are plain ASGI (no BaseHTTPMiddleware), so they see every response, including errors
+All are plain ASGI (no BaseHTTPMiddleware), so they see every response, including errors
 raised by routing, and add no task or thread of their own.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .http_errors import error_response
+from hitl_sdk._keys import redact_tokens
+from hitl_sdk._store import deadline
+
+from .http_errors import SERVER_MESSAGES, error_response
+
+log = logging.getLogger("hitl.app")
 
 MAX_BODY_BYTES = 16 * 1024
+# Storage time a request may use: under uvicorn this; on Lambda also the function's remaining
+# time less a margin for rendering and the trip back through API Gateway.
+STORAGE_BUDGET_SECONDS = 10.0
+LAMBDA_MARGIN_SECONDS = 2.0
 
 
 def content_security_policy(nonce: str) -> str:
@@ -60,6 +71,56 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class CatchAll:
+    """Anything unexpected becomes the app's own 500 (JSON or page), logged with the path but
+    never the query (tokens). Inside ``SecurityHeaders``, so that 500 carries every header;
+    Starlette's own last-resort handler sits outside all middleware and would not."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error("hitl: unexpected error on %s", redact_tokens(scope["path"]), exc_info=exc)
+            if started:
+                raise
+            response = error_response(scope, 500, "unexpected", SERVER_MESSAGES["unexpected"])
+            await response(scope, receive, send)
+
+
+class StorageDeadline:
+    """Gives every request a storage deadline (``hitl_sdk._store.deadline``): a store that
+    throttles or hangs makes a 503 with Retry-After that arrives before Lambda stops the
+    function, never API Gateway's bare 503 after it."""
+
+    def __init__(self, app: ASGIApp, budget: float = STORAGE_BUDGET_SECONDS) -> None:
+        self.app = app
+        self.budget = budget
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seconds = self.budget
+        remaining = getattr(scope.get("aws.context"), "get_remaining_time_in_millis", None)
+        if callable(remaining):
+            seconds = min(seconds, remaining() / 1000 - LAMBDA_MARGIN_SECONDS)
+        with deadline(max(seconds, 0.5)):
+            await self.app(scope, receive, send)
 
 
 class BodyLimit:

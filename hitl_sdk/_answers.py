@@ -7,11 +7,12 @@ record with exclusive create, so the first answer wins and every later one is re
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._codecs import codec_for
+from ._codecs import check_text, codec_for
 from ._errors import (
     AlreadyAnswered,
     EventExpired,
@@ -27,6 +28,18 @@ from ._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, Via, utcn
 from ._store import Store
 
 MAX_COMMENT_CHARS = 2000
+# What a link token can look like (URL-safe base64); anything else is refused before hashing.
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,200}")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What ``submit`` did: the decision that stands, and whether this call wrote it or found
+    the very same answer from the same person already recorded (a client's retry)."""
+
+    event: EventRecord
+    record: DecisionRecord
+    repeated: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,20 +60,32 @@ def status_of(event: EventRecord, decision: DecisionRecord | None, now: datetime
 
 def load(store: Store, request_id: object, now: datetime | None = None) -> EventState:
     """Read an event and its decision; ``EventNotFound`` for an unknown or malformed id."""
+    keys, event = _load_event(store, request_id)
+    decision = store.get_decision(keys)
+    return EventState(keys, event, decision, status_of(event, decision, now or utcnow()))
+
+
+def _load_event(store: Store, request_id: object) -> tuple[EventKeys, EventRecord]:
     keys = EventKeys.parse(request_id)
     event = store.get_event(keys)
     if event is None:
         raise EventNotFound(f"no event with id {keys.request_id!r}")
+    return keys, event
+
+
+def _with_decision(store: Store, keys: EventKeys, event: EventRecord) -> EventState:
     decision = store.get_decision(keys)
-    return EventState(keys, event, decision, status_of(event, decision, now or utcnow()))
+    return EventState(keys, event, decision, status_of(event, decision, utcnow()))
 
 
 def authorize(store: Store, state: EventState, token: object) -> str:
     """The name of who holds ``token`` for this event (or "link holder"); else InvalidToken."""
     if not isinstance(token, str) or not token:
         raise MissingToken("this link has no token: open the full link you were sent")
+    if not TOKEN_RE.fullmatch(token):
+        raise InvalidToken("the token is malformed: open the full link you were sent")
     reviewer = match_digest(token, state.event.token_digests)
-    if reviewer is None and len(token) < 200:
+    if reviewer is None:
         grant = store.get_grant(state.keys, token_digest(token))
         if grant is not None and grant.request_id == state.keys.request_id:
             reviewer = grant.reviewer
@@ -79,25 +104,40 @@ def submit(
     operator: str | None = None,
     comment: str | None = None,
     data_type: str | None = None,
-) -> DecisionRecord:
+) -> Submission:
     """Answer an event once. The token is checked and names who answered, unless ``operator``
     names a person with direct store access (the CLI), who needs no link.
 
+    The same answer sent again by the same person (a retry after a lost reply) is not an
+    error: it comes back as ``Submission(repeated=True)`` with the recorded decision.
+
     Raises EventNotFound, InvalidToken, AlreadyAnswered, EventExpired or InvalidValue.
     """
-    state = load(store, request_id)
-    who = operator if operator is not None else authorize(store, state, token)
-    _refuse_closed(state)
-    codec = codec_for(state.event.data_type)
+    # Two round trips for an answer: the event (token, type, deadline), then the exclusive
+    # create. The decision is read only when the create is refused or the deadline passed.
+    keys, event = _load_event(store, request_id)
+    pending = EventState(keys, event, None, status_of(event, None, utcnow()))
+    who = operator if operator is not None else authorize(store, pending, token)
+    codec = codec_for(event.data_type)
     if data_type not in (None, "", codec.name):
         raise InvalidValue(f"this event takes {codec.name}, not {str(data_type)[:40]!r}")
-    value = codec.parse(raw_value)
-    if comment is not None and len(comment) > MAX_COMMENT_CHARS:
-        raise InvalidValue(f"the comment is longer than {MAX_COMMENT_CHARS} characters")
+    if comment is not None:
+        check_text(comment, "the comment")
+        if len(comment) > MAX_COMMENT_CHARS:
+            raise InvalidValue(f"the comment is longer than {MAX_COMMENT_CHARS} characters")
+    if pending.status is not Status.PENDING:  # past the deadline: closed either way
+        state = _with_decision(store, keys, event)
+        try:
+            repeat = codec.to_json(codec.parse(raw_value))
+        except InvalidValue:
+            _refuse_closed(state)  # closed says more than "wrong type" to a late reviewer
+            raise
+        return _repeat_or_refuse(state, who, repeat)
+    value = codec.to_json(codec.parse(raw_value))
     record = DecisionRecord(
-        request_id=state.keys.request_id,
+        request_id=keys.request_id,
         status="answered",
-        value=codec.to_json(value),
+        value=value,
         answered_by=who,
         via=via,
         comment=comment or None,
@@ -105,9 +145,17 @@ def submit(
     try:
         store.create_decision(record)
     except KeyExists:
-        _refuse_closed(load(store, request_id))
-        raise  # unreachable: the decision exists, so _refuse_closed raised
-    return record
+        return _repeat_or_refuse(_with_decision(store, keys, event), who, value)
+    return Submission(event, record)
+
+
+def _repeat_or_refuse(state: EventState, who: str, value: Any) -> Submission:
+    """A closed gate: the same answer by the same person is a repeat, else a refusal."""
+    d = state.decision
+    if d is not None and d.status == "answered" and d.answered_by == who and d.value == value:
+        return Submission(state.event, d, repeated=True)
+    _refuse_closed(state)
+    raise AssertionError("unreachable: a closed gate was refused above")
 
 
 def _refuse_closed(state: EventState) -> None:

@@ -12,6 +12,7 @@ uvicorn starts, so a port in use is one clear error instead of a log line from a
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import threading
 import time
@@ -21,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from ._errors import HitlError
+from ._keys import redact_tokens
 from ._store import Store
 
 APP_EXTRA = "pip install 'hitl-gates[app]'"
@@ -79,11 +81,26 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class RedactTokens(logging.Filter):
+    """Replaces link tokens in a log record (uvicorn's access log prints query strings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def _server(app: Any, log_level: str) -> Any:
     import uvicorn
 
     # Signals stay with the caller: uvicorn only takes them when it runs on the main thread.
-    config = uvicorn.Config(app, log_level=log_level)
+    config = uvicorn.Config(app, log_level=log_level)  # configures uvicorn's loggers now
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
     return uvicorn.Server(config)
 
 

@@ -22,6 +22,7 @@ _INT_RE = re.compile(r"[+-]?[0-9]+")
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off"})
 _MAX_NUMBER_CHARS = 400
+_MAX_INT_BITS = 1328  # about 400 decimal digits, like the text form
 BOOL_WORDS = "true or false; yes/no, y/n, on/off, 1/0 also work"
 
 
@@ -44,23 +45,25 @@ def _parse_bool(raw: object) -> bool:
 
 def _parse_int(raw: object) -> int:
     if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str):
+        if raw.bit_length() <= _MAX_INT_BITS:
+            return raw
+    elif isinstance(raw, str):
         text = raw.strip()
-        if len(text) <= _MAX_NUMBER_CHARS and _INT_RE.fullmatch(text):
+        if len(text) <= _MAX_NUMBER_CHARS and text.isascii() and _INT_RE.fullmatch(text):
             return int(text)
     raise InvalidValue(f"expected int (a whole number such as 42), got {_show(raw)}")
 
 
 def _parse_float(raw: object) -> float:
     value: float | None = None
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        value = float(raw)
-    elif isinstance(raw, str) and len(raw.strip()) <= _MAX_NUMBER_CHARS:
-        try:
-            value = float(raw.strip().replace("_", "!"))  # float() accepts "1_0"; we do not
-        except ValueError:
-            value = None
+    try:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            value = float(raw)  # an int past 1e308 overflows: refused below
+        elif isinstance(raw, str) and len(raw.strip()) <= _MAX_NUMBER_CHARS and raw.isascii():
+            # ASCII only, like int: float() would take "٤٢"; and it takes "1_0", we do not.
+            value = float(raw.strip().replace("_", "!"))
+    except (ValueError, OverflowError):
+        value = None
     if value is None or not math.isfinite(value):
         raise InvalidValue(f"expected float (a finite number such as 0.75), got {_show(raw)}")
     return value
@@ -69,10 +72,24 @@ def _parse_float(raw: object) -> float:
 def _parse_str(raw: object) -> str:
     if not isinstance(raw, str):
         raise InvalidValue(f"expected str (text), got {_show(raw)}")
+    check_text(raw, "the answer")
     if not raw.strip():
         raise InvalidValue("expected str (text), got an empty answer: write something")
     # Browsers send a textarea's line ends as CRLF; every channel stores plain \n.
     return raw.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def check_text(text: str, what: str) -> str:
+    """``text`` if it can be stored as UTF-8; a lone surrogate ("\\ud800", legal in JSON
+    escapes, not in text) is refused with ``InvalidValue``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidValue(
+            f"{what} holds a character that is not valid text (a lone UTF-16 surrogate at "
+            f"position {exc.start})"
+        ) from exc
+    return text
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ working for code written against ``flyteplugins-hitl``::
         ├── StoreNotFound                 the bucket or folder does not exist
         ├── StoreAccessDenied             credentials do not allow the operation
         ├── KeyExists(FileExistsError)    exclusive create refused: the object exists
+        ├── CorruptRecord                 an object holds no valid record (truncated, foreign)
         └── TransientStorageError         throttling, a dropped connection: try again
 
 Backend errors (botocore, OS) are translated at the storage boundary with ``raise ... from``;
@@ -75,6 +76,18 @@ class StoreAccessDenied(StorageError):
 
 class KeyExists(StorageError, FileExistsError):
     """Exclusive create refused because the object already exists."""
+
+
+class CorruptRecord(StorageError):
+    """An object where a record belongs holds no valid record (truncated, or not ours).
+
+    Records are written once, so it will not heal: listings pass over it and name its key;
+    a wait or an answer on that very gate stops with this error.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class TransientStorageError(StorageError):

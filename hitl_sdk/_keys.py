@@ -26,6 +26,7 @@ from ._errors import EventNotFound
 _SLUG_CHARS = re.compile(r"[^a-z0-9]+")
 _PART = r"[a-z0-9](?:[a-z0-9-]{0,60}[a-z0-9])?"
 REQUEST_ID_RE = re.compile(rf"({_PART})\.({_PART})")
+KEY_PART_RE = re.compile(_PART)
 TOKEN_BYTES = 24  # 192 bits, URL-safe base64
 
 
@@ -78,6 +79,18 @@ def run_key(run_id: str) -> str:
 
 def decisions_prefix(run_key: str) -> str:
     return f"{run_prefix(run_key)}/decisions/"
+
+
+_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+")
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every ``token=...`` value replaced, for log lines (a token opens a gate).
+
+    >>> redact_tokens("GET /form/a.b?token=s3cr3t&x=1")
+    'GET /form/a.b?token=[redacted]&x=1'
+    """
+    return _TOKEN_IN_TEXT.sub(r"\1[redacted]", text)
 
 
 def new_token() -> str:

@@ -9,6 +9,7 @@ never stored).
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal
@@ -34,10 +35,18 @@ class Status(str, Enum):
     EXPIRED = "expired"
 
 
+def new_write_id() -> str:
+    return secrets.token_hex(8)
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     schema_version: int = SCHEMA_VERSION
+    # Who wrote this copy: a fresh id per write attempt. When an exclusive create is refused
+    # because the object exists, reading it back and finding our own write_id means the first
+    # attempt landed and only its reply was lost: that is success, not a conflict.
+    write_id: str = Field(default_factory=new_write_id)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(indent=1).encode()
@@ -59,6 +68,9 @@ class EventRecord(_Record):
     # SHA-256 hex digest of each link token -> reviewer name ("" for an anonymous link).
     token_digests: dict[str, str] = Field(default_factory=dict)
     details: str | None = None
+    # SHA-256 of what a reviewer sees (type, prompt, details): re-opening the gate with another
+    # question is refused, so an answer is never returned for a question that was not asked.
+    fingerprint: str = ""
 
     @field_validator("created_at", "deadline")
     @classmethod

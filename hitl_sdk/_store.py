@@ -7,28 +7,32 @@ sees a botocore or OS error.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote
 
 import fsspec
+from fsspec.asyn import AsyncFileSystem
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import ValidationError
 
 from ._errors import (
     ConfigError,
+    CorruptRecord,
     KeyExists,
-    StorageError,
     StoreAccessDenied,
     StoreNotFound,
     TransientStorageError,
 )
-from ._keys import REQUEST_ID_RE, EventKeys, decisions_prefix, run_prefix
+from ._keys import KEY_PART_RE, REQUEST_ID_RE, EventKeys, decisions_prefix, run_prefix
 from ._models import DecisionRecord, EventRecord, GrantRecord, _Record
 
 R = TypeVar("R", bound=_Record)
@@ -38,6 +42,15 @@ SCHEMES = ("s3", "file", "memory")
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _FALLBACK_CREATE_LOCK = threading.Lock()
 _TRANSIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3")
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "hitl_store_deadline", default=None
+)
+# botocore settings of a store that serves requests: each attempt is bounded, 2 in all.
+REQUEST_S3_CONFIG = {
+    "connect_timeout": 2,
+    "read_timeout": 3,
+    "retries": {"max_attempts": 2, "mode": "standard"},
+}
 
 
 def _unsupported(url: object, why: str) -> ConfigError:
@@ -109,12 +122,20 @@ class Store:
     True
     """
 
-    def __init__(self, url: str, fs: fsspec.AbstractFileSystem | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        fs: fsspec.AbstractFileSystem | None = None,
+        *,
+        for_requests: bool = False,
+    ) -> None:
+        """``for_requests``: this store serves HTTP requests (the reviewer app), so an S3
+        client built here retries little and times out soon; see ``deadline``."""
         self.url = normalize_store_url(url)
         scheme, root = parse_store_url(self.url)
         self.bucket = root.split("/", 1)[0] if scheme == "s3" else None
         if fs is None:
-            fs = _default_fs(scheme)
+            fs = _default_fs(scheme, for_requests)
         self.fs = fs
         # Nothing is created here: a read-only command never makes a folder. Writes make the
         # folders they need (see _link_create).
@@ -149,8 +170,9 @@ class Store:
         return {f"{run_key}.{name.removesuffix('.json')}" for name in names}
 
     def run_keys(self) -> list[str]:
-        """Every run key in the store, sorted (one LIST of ``runs/``, a page per 1,000)."""
-        return self._list("runs/")
+        """Every run key in the store, sorted (one LIST of ``runs/``, a page per 1,000); stray
+        keys that are no run's (``runs/README.txt``) are passed over."""
+        return [name for name in self._list("runs/") if KEY_PART_RE.fullmatch(name)]
 
     def event_ids(self, run_key: str) -> list[str]:
         """The request ids of one run's events, sorted (one LIST); keys that are not an
@@ -161,11 +183,20 @@ class Store:
         )
         return [i for i in ids if REQUEST_ID_RE.fullmatch(i)]
 
-    def iter_events(self) -> Iterator[EventRecord]:
-        """Every event record in the store (for operators' listings, not for hot paths)."""
+    def iter_events(self, skipped: list[str] | None = None) -> Iterator[EventRecord]:
+        """Every event record in the store (for operators' listings, not for hot paths).
+
+        An object that holds no valid record (truncated, or not ours) is passed over and its
+        key appended to ``skipped``: one bad object never hides the others.
+        """
         for run_key in self.run_keys():
             for request_id in self.event_ids(run_key):
-                record = self.get_event(EventKeys.parse(request_id))
+                try:
+                    record = self.get_event(EventKeys.parse(request_id))
+                except CorruptRecord as exc:
+                    if skipped is not None:
+                        skipped.append(exc.key)
+                    continue
                 if record is not None:
                     yield record
 
@@ -174,7 +205,7 @@ class Store:
         # Reading a key that never exists needs only the rights the app and tasks have anyway
         # (GetObject + ListBucket on the prefix) and tells a missing bucket from denied access.
         path = self._path("runs/.hitl-check")
-        self._call("check", path, lambda: _cat_or_none(self.fs, path))
+        self._call("check", path, lambda **kw: _cat_or_none(self.fs, path, **kw))
 
     # -- bytes ------------------------------------------------------------------------------
 
@@ -183,25 +214,40 @@ class Store:
 
     def _get(self, key: str, model: type[R]) -> R | None:
         path = self._path(key)
-        data = self._call("read", path, lambda: _cat_or_none(self.fs, path))
+        data = self._call("read", path, lambda **kw: _cat_or_none(self.fs, path, **kw))
         if data is None:
             return None
         try:
             return model.model_validate_json(data)
         except ValidationError as exc:
-            raise StorageError(f"{self.url}/{key} holds no valid {model.__name__}: {exc}") from exc
+            raise CorruptRecord(
+                key, f"{self.url}/{key} holds no valid {model.__name__} record: {exc}"
+            ) from exc
 
     def _create(self, key: str, record: _Record) -> None:
+        """Exclusive create. Refused because the object exists: read it back, and if it is
+        this very write (same ``write_id``: the first attempt landed, its reply was lost, a
+        retry was refused) that is success; otherwise ``KeyExists``."""
         path = self._path(key)
         data = record.to_bytes()
-        self._call("create", path, lambda: self._exclusive_create(path, data))
+        try:
+            self._call("create", path, lambda **kw: self._exclusive_create(path, data, **kw))
+        except KeyExists:
+            try:
+                existing = self._get(key, type(record))
+            except CorruptRecord:
+                existing = None
+            if existing is None or existing.write_id != record.write_id:
+                raise
 
     def _list(self, prefix: str) -> list[str]:
         path = self._path(prefix).rstrip("/")
 
-        def names() -> list[str]:
+        def names(**kw: float) -> list[str]:
             try:
-                entries = self.fs.ls(path, detail=False)
+                entries = self.fs.ls(path, detail=False, **kw)
+            except NotADirectoryError:  # a stray file where a folder was expected
+                return []
             except FileNotFoundError as exc:
                 if _is_missing_bucket(exc):
                     raise
@@ -211,11 +257,11 @@ class Store:
 
         return self._call("list", path, names)
 
-    def _exclusive_create(self, path: str, data: bytes) -> None:
+    def _exclusive_create(self, path: str, data: bytes, **kw: float) -> None:
         if isinstance(self.fs, LocalFileSystem):
             _link_create(path, data)
         elif "s3" in self.fs.protocol:
-            self.fs.pipe_file(path, data, mode="create")  # If-None-Match: *, atomic on S3
+            self.fs.pipe_file(path, data, mode="create", **kw)  # If-None-Match: *, atomic on S3
         else:
             # memory:// and other single-process filesystems: a lock makes check-then-write safe.
             with _FALLBACK_CREATE_LOCK:
@@ -223,9 +269,17 @@ class Store:
                     raise FileExistsError(path)
                 self.fs.pipe_file(path, data)
 
-    def _call(self, op: str, path: str, fn: Callable[[], T]) -> T:
+    def _call(self, op: str, path: str, fn: Callable[..., T]) -> T:
+        limit = _DEADLINE.get()
+        kw: dict[str, float] = {}
+        if limit is not None:
+            left = limit - time.monotonic()
+            if left <= 0:
+                raise TransientStorageError(f"no time left to {op} {path} in this request")
+            if isinstance(self.fs, AsyncFileSystem):
+                kw["timeout"] = left  # fsspec's sync() cancels the call when it runs out
         try:
-            return fn()
+            return fn(**kw)
         except FileExistsError as exc:
             raise KeyExists(f"{path} already exists") from exc
         except FileNotFoundError as exc:
@@ -249,7 +303,23 @@ class Store:
             raise
 
 
-def _default_fs(scheme: str) -> fsspec.AbstractFileSystem:
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Within this block (this thread or task, and threads it hands work to with a copied
+    context), every storage call must finish ``seconds`` from now: past that it raises
+    ``TransientStorageError`` instead of starting, and an S3 call in flight is cancelled.
+
+    The reviewer app sets one per request from the Lambda's remaining time, so its 503
+    arrives before the function is stopped.
+    """
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _default_fs(scheme: str, for_requests: bool = False) -> fsspec.AbstractFileSystem:
     if scheme == "s3":
         # s3fs by name, not fsspec.filesystem("s3"): flyte.init() re-registers "s3" to an
         # obstore filesystem, which rejects s3fs options and is not what exclusive create
@@ -258,14 +328,24 @@ def _default_fs(scheme: str) -> fsspec.AbstractFileSystem:
 
         # max_concurrency=1: records are tiny; above 1, s3fs sends HEAD (+ LIST when the key is
         # missing) before every GET to size a parallel download, tripling the cost of a poll.
-        fs: fsspec.AbstractFileSystem = S3FileSystem(use_listings_cache=False, max_concurrency=1)
-        return fs
+        if not for_requests:
+            fs: fsspec.AbstractFileSystem = S3FileSystem(
+                use_listings_cache=False, max_concurrency=1
+            )
+            return fs
+        # A person is waiting for the page: one retry at most, short timeouts. (s3fs's own
+        # retry loop would otherwise wrap botocore's, for minutes on a dead network.)
+        quick = S3FileSystem(
+            use_listings_cache=False, max_concurrency=1, config_kwargs=REQUEST_S3_CONFIG
+        )
+        quick.retries = 1  # a class attribute in s3fs, not an argument
+        return quick
     return fsspec.filesystem(scheme)
 
 
-def _cat_or_none(fs: fsspec.AbstractFileSystem, path: str) -> bytes | None:
+def _cat_or_none(fs: fsspec.AbstractFileSystem, path: str, **kw: float) -> bytes | None:
     try:
-        return bytes(fs.cat_file(path))
+        return bytes(fs.cat_file(path, **kw))
     except FileNotFoundError as exc:
         if _is_missing_bucket(exc):
             raise

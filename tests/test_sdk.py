@@ -156,7 +156,8 @@ def test_named_reviewers_record_who_answered(sdk_store: Store) -> None:
     event = hitl.new_event("review", bool, reviewers=["alice", "bob"])
     assert set(event.links) == {"alice", "bob"}
     bob_token = event.links["bob"].rsplit("token=", 1)[1]
-    record = _answers.submit(sdk_store, event.request_id, "yes", via="form", token=bob_token)
+    done = _answers.submit(sdk_store, event.request_id, "yes", via="form", token=bob_token)
+    record = done.record
     assert record.answered_by == "bob" and record.value is True
 
 

@@ -59,6 +59,20 @@ def test_missing_keys_read_as_none(store: Store) -> None:
     assert list(store.iter_events()) == []
 
 
+def test_the_same_write_again_is_its_own_success_not_a_conflict(store: Store) -> None:
+    """A retry of a write whose reply was lost finds its own write_id: success, unchanged."""
+    record = _event()
+    store.create_event(record)
+    store.create_event(record)  # the retry: same record, same write_id
+    answer = _answer(record, True, "alice")
+    store.create_decision(answer)
+    store.create_decision(answer)
+    with pytest.raises(KeyExists):  # another write of the same content is another writer
+        store.create_decision(answer.model_copy(update={"write_id": "someone-else"}))
+    kept = store.get_decision(EventKeys.parse(record.request_id))
+    assert kept == answer
+
+
 def test_exclusive_create_refuses_the_second_write(store: Store) -> None:
     record = _event()
     store.create_event(record)
@@ -66,7 +80,7 @@ def test_exclusive_create_refuses_the_second_write(store: Store) -> None:
     with pytest.raises(KeyExists):
         store.create_decision(_answer(record, False, "mallory"))
     with pytest.raises(KeyExists):
-        store.create_event(record.model_copy(update={"prompt": "overwritten?"}))
+        store.create_event(record.model_copy(update={"prompt": "overwritten?", "write_id": "x"}))
     keys = EventKeys.parse(record.request_id)
     kept = store.get_decision(keys)
     assert kept is not None and kept.value is True and kept.answered_by == "alice"

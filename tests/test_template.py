@@ -438,6 +438,11 @@ def test_bucket_is_private_encrypted_versioned_and_expires_records() -> None:
     assert denied_by(policy, Access("s3:PutObject", record, tls))  # an overwrite
     create = (*tls, ("s3:if-none-match", "*"))
     assert not denied_by(policy, Access("s3:PutObject", record, create))
+    # Nobody deletes a record either (a delete + re-create would replace an answer);
+    # lifecycle expiry is not subject to the bucket policy.
+    for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
+        assert denied_by(policy, Access(action, record, tls)), action
+        assert denied_by(policy, Access(action, record, create)), action
 
 
 def test_api_routes_exactly_what_the_app_serves() -> None:
