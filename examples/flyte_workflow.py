@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -117,17 +118,21 @@ def _cli() -> None:
         threading.Thread(
             target=_answer_when_open, args=(args.answer, run_name), daemon=True
         ).start()
-    try:
-        run = flyte.with_runcontext(mode="local", name=run_name).run(main, dataset=args.dataset)
-    except KeyboardInterrupt:
-        # Like `hitl demo`: a stop asked for, not a crash. The gate stays open; running the
-        # example again with the same --run-name picks it up (and any answer given meanwhile).
+    # Ctrl-C is a stop asked for, not a crash (like `hitl demo`): say so and leave at once,
+    # before Flyte's runner logs the interrupted task. The gate stays open; running the
+    # example again with the same --run-name picks it up, with any answer given meanwhile.
+    def stop(signum: int, frame: object) -> None:
         print(
             f"\nstopped. The gate stays open until its deadline: `hitl list` shows it; "
             f"`python {sys.argv[0]} --run-name {run_name}` resumes it.",
             file=sys.stderr,
+            flush=True,
         )
-        sys.exit(130)
+        sys.stdout.flush()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, stop)
+    run = flyte.with_runcontext(mode="local", name=run_name).run(main, dataset=args.dataset)
     print(run.outputs()[0])
 
 

@@ -6,10 +6,23 @@ lines to print.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
 ELLIPSIS = "…"
+# C0 and C1 controls (ESC, BEL, CR, ...) except newline and tab, plus the bidi overrides that
+# reorder what a terminal shows: a prompt or comment must not drive the operator's terminal.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters made inert and visible (``\\x1b``), for a terminal.
+
+    >>> printable("ok\\x1b[2Jgone\\a")
+    'ok\\\\x1b[2Jgone\\\\x07'
+    """
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def clip(text: str, width: int) -> str:

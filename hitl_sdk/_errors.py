@@ -5,6 +5,7 @@ working for code written against ``flyteplugins-hitl``::
 
     HitlError
     ├── ConfigError(ValueError)           a malformed store URL, app URL or event option
+    │   └── QuestionChanged               a gate re-opened with another prompt or details
     ├── InvalidValue(ValueError)          a value that is not of the event's type
     ├── EventNotFound(LookupError)        no event with that id
     ├── InvalidToken(PermissionError)     missing, wrong or another event's token
@@ -32,6 +33,11 @@ class HitlError(Exception):
 
 class ConfigError(HitlError, ValueError):
     """A setting or option is malformed; the message names it and the fix."""
+
+
+class QuestionChanged(ConfigError):
+    """A gate was opened again (same name, same run) with another question: its answer
+    belongs to the question its reviewer saw, so it is not returned for this one."""
 
 
 class InvalidValue(HitlError, ValueError):

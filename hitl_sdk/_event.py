@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
 from . import _announce, _config, _flyte
 from ._answers import outcome
-from ._codecs import codec_for
-from ._errors import ConfigError, KeyExists, StorageError, TransientStorageError
+from ._codecs import check_text, codec_for
+from ._errors import (
+    ConfigError,
+    InvalidValue,
+    KeyExists,
+    QuestionChanged,
+    StorageError,
+    TransientStorageError,
+)
 from ._keys import EventKeys, new_token, token_digest
 from ._models import DecisionRecord, EventRecord, GrantRecord, utcnow
 from ._store import Store
@@ -30,6 +39,15 @@ log = logging.getLogger("hitl")
 
 T = TypeVar("T")
 DEFAULT_PROMPT = "Please provide a value"
+# Bounds on what a gate may carry: the reviewer's page must fit Lambda's 6 MB response even
+# with every character escaped, and a deadline must be a date.
+IfChanged = Literal["error", "new"]
+IF_CHANGED: tuple[str, ...] = ("error", "new")
+MAX_NAME_CHARS = 200
+MAX_PROMPT_CHARS = 10_000
+MAX_DETAILS_CHARS = 200_000
+MAX_TIMEOUT_SECONDS = 366 * 86400
+MAX_POLL_SECONDS = 86400
 MAX_BACKOFF_SECONDS = 60.0
 # Past the deadline, how long a wait keeps retrying a failing store before giving up.
 STORE_GRACE_SECONDS = 300.0
@@ -38,18 +56,47 @@ STORE_GRACE_SECONDS = 300.0
 # -- opening a gate ---------------------------------------------------------------------------
 
 
+def _check_text(label: str, text: object, limit: int, *, optional: bool = False) -> None:
+    if optional and text is None:
+        return
+    if not isinstance(text, str):
+        raise ConfigError(f"{label} must be a string, got {type(text).__name__}")
+    if len(text) > limit:
+        raise ConfigError(
+            f"{label} is {len(text):,} characters; at most {limit:,} fit a reviewer's page "
+            "(Lambda answers 6 MB at most): put the bulk in a report or a link"
+        )
+    try:
+        check_text(text, label)
+    except InvalidValue as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def _check_options(
-    name: object, scope: str, prompt: object, timeout_seconds: float, poll: float
+    name: object,
+    scope: str,
+    prompt: object,
+    details: object,
+    timeout_seconds: float,
+    poll: float,
 ) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError("name must be a non-empty string, such as 'review_decision'")
+    _check_text("name", name, MAX_NAME_CHARS)
     if scope != "run":
         raise ConfigError(f"scope {scope!r} is not supported: only scope='run' is")
-    if not isinstance(prompt, str):
-        raise ConfigError("prompt must be a string")
-    for label, number in (("timeout_seconds", timeout_seconds), ("poll_interval_seconds", poll)):
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not number > 0:
-            raise ConfigError(f"{label} must be a positive number of seconds, got {number!r}")
+    _check_text("prompt", prompt, MAX_PROMPT_CHARS)
+    _check_text("details", details, MAX_DETAILS_CHARS, optional=True)
+    for label, number, most in (
+        ("timeout_seconds", timeout_seconds, MAX_TIMEOUT_SECONDS),
+        ("poll_interval_seconds", poll, MAX_POLL_SECONDS),
+    ):
+        number_ok = isinstance(number, (int, float)) and not isinstance(number, bool)
+        if not number_ok or not 0 < number <= most:  # also refuses nan and inf
+            raise ConfigError(
+                f"{label} must be a positive number of seconds, at most {most:,} "
+                f"({most / 86400:g} days); got {number!r}"
+            )
 
 
 def _tokens_for(reviewers: Sequence[str] | None) -> dict[str, str]:
@@ -81,12 +128,19 @@ def _plan(
     poll_interval_seconds: float,
     reviewers: Sequence[str] | None,
     details: str | None,
+    if_changed: str,
 ) -> _Opening:
-    _check_options(name, scope, prompt, timeout_seconds, poll_interval_seconds)
+    _check_options(name, scope, prompt, details, timeout_seconds, poll_interval_seconds)
+    if if_changed not in IF_CHANGED:
+        raise ConfigError(f"if_changed must be one of {', '.join(IF_CHANGED)}, not {if_changed!r}")
     codec = codec_for(data_type)
     tokens = _tokens_for(reviewers)
     run_id = _flyte.run_name() or _config.run_id()
-    keys = EventKeys.for_name(run_id, name)
+    fingerprint = question_fingerprint(codec.name, prompt, details)
+    # With if_changed="new" the question is part of the gate's identity: another question
+    # is another gate, the same question (a retry) the same gate.
+    identity = name if if_changed == "error" else f"{name}\x00{fingerprint}"
+    keys = EventKeys.for_name(run_id, identity)
     now = utcnow()
     record = EventRecord(
         request_id=keys.request_id,
@@ -101,8 +155,44 @@ def _plan(
         poll_interval_seconds=poll_interval_seconds,
         token_digests={token_digest(t): reviewer for reviewer, t in tokens.items()},
         details=details,
+        fingerprint=fingerprint,
     )
     return _Opening(record, tokens)
+
+
+def question_fingerprint(data_type: str, prompt: str, details: str | None) -> str:
+    """SHA-256 of what a reviewer is shown and asked: the same question, the same digest."""
+    shown = json.dumps([data_type, prompt, details], ensure_ascii=False)
+    return hashlib.sha256(shown.encode()).hexdigest()
+
+
+def _clip(text: str | None, limit: int = 160) -> str:
+    text = "" if text is None else " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _refuse_foreign(existing: EventRecord, wanted: EventRecord) -> None:
+    """Adopt an existing event only when it is this very gate asking this very question."""
+    if (existing.run_id, existing.name) != (wanted.run_id, wanted.name):
+        raise ConfigError(
+            f"event id {wanted.request_id} already belongs to gate {existing.name!r} of run "
+            f"{existing.run_id!r}, not to {wanted.name!r} of run {wanted.run_id!r} (a key "
+            "collision): give the gate another name; its answer is not yours to take"
+        )
+    if existing.data_type != wanted.data_type:
+        raise ConfigError(
+            f"event {wanted.name!r} already exists in run {wanted.run_id!r} with data_type "
+            f"{existing.data_type}, not {wanted.data_type}: give the new gate another name"
+        )
+    if existing.fingerprint and existing.fingerprint != wanted.fingerprint:
+        raise QuestionChanged(
+            f"gate {wanted.name!r} of run {wanted.run_id!r} was opened with another question, "
+            f"and an answer belongs to the question its reviewer saw. Before: prompt "
+            f"{_clip(existing.prompt)}, details {_clip(existing.details)}. Now: prompt "
+            f"{_clip(wanted.prompt)}, details {_clip(wanted.details)}. Give this question "
+            "its own gate name, or pass if_changed='new' to open a new gate whenever the "
+            "question changes (a prompt that embeds model output, for one)"
+        )
 
 
 def _open(store: Store, opening: _Opening) -> tuple[EventRecord, DecisionRecord | None]:
@@ -123,11 +213,7 @@ def _open(store: Store, opening: _Opening) -> tuple[EventRecord, DecisionRecord 
     existing = store.get_event(keys)
     if existing is None:
         raise StorageError(f"event {wanted.request_id} exists but could not be read back")
-    if existing.data_type != wanted.data_type:
-        raise ConfigError(
-            f"event {wanted.name!r} already exists in run {wanted.run_id!r} with data_type "
-            f"{existing.data_type}, not {wanted.data_type}: give the new gate another name"
-        )
+    _refuse_foreign(existing, wanted)
     decision = store.get_decision(keys)
     if decision is None:
         for reviewer, token in opening.tokens.items():
@@ -164,6 +250,7 @@ class NewEvent:
         *,
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
+        if_changed: IfChanged = "error",
     ) -> Event[T]: ...
 
     @overload
@@ -178,6 +265,7 @@ class NewEvent:
         *,
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
+        if_changed: IfChanged = "error",
     ) -> Event[Any]: ...
 
     def __call__(
@@ -191,6 +279,7 @@ class NewEvent:
         *,
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
+        if_changed: IfChanged = "error",
     ) -> Event[Any]:
         """Open a gate and return its ``Event`` (blocking; see ``aio`` in a running loop)."""
         opening = _plan(
@@ -202,6 +291,7 @@ class NewEvent:
             poll_interval_seconds,
             reviewers,
             details,
+            if_changed,
         )
         store = _config.get_store()
         record, decision = _open(store, opening)
@@ -219,6 +309,7 @@ class NewEvent:
         *,
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
+        if_changed: IfChanged = "error",
     ) -> Event[T]: ...
 
     @overload
@@ -233,6 +324,7 @@ class NewEvent:
         *,
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
+        if_changed: IfChanged = "error",
     ) -> Event[Any]: ...
 
     async def aio(
@@ -246,6 +338,7 @@ class NewEvent:
         *,
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
+        if_changed: IfChanged = "error",
     ) -> Event[Any]:
         """``await hitl.new_event.aio(...)``: the same as ``new_event(...)``, for a running loop.
 
@@ -260,6 +353,7 @@ class NewEvent:
             poll_interval_seconds,
             reviewers,
             details,
+            if_changed,
         )
         store = _config.get_store()
         record, decision = await asyncio.to_thread(_open, store, opening)
@@ -301,7 +395,9 @@ class _Poll:
         if past_deadline > STORE_GRACE_SECONDS:
             raise exc
         log.warning("hitl: storage error while waiting (%s); retrying", exc)
-        base = min(MAX_BACKOFF_SECONDS, self.event.poll_interval_seconds * 2 ** (self.failures - 1))
+        # The exponent is capped: after a long outage 2**1000 would overflow a float.
+        doubling = 2 ** min(self.failures - 1, 30)
+        base = min(MAX_BACKOFF_SECONDS, self.event.poll_interval_seconds * doubling)
         return float(base * random.uniform(0.5, 1.0))
 
     def recovered(self) -> None:

@@ -31,8 +31,9 @@ TOKEN_BYTES = 24  # 192 bits, URL-safe base64
 
 
 def _key(text: str) -> str:
-    slug = _SLUG_CHARS.sub("-", text.lower()).strip("-")[:40].strip("-")
-    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    # 96 bits of hash: two runs (or gates) colliding is out of reach, however many there are.
+    slug = _SLUG_CHARS.sub("-", text.lower()).strip("-")[:36].strip("-")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
     return f"{slug}-{digest}" if slug else digest
 
 

@@ -328,16 +328,19 @@ def _default_fs(scheme: str, for_requests: bool = False) -> fsspec.AbstractFileS
 
         # max_concurrency=1: records are tiny; above 1, s3fs sends HEAD (+ LIST when the key is
         # missing) before every GET to size a parallel download, tripling the cost of a poll.
+        # skip_instance_cache: each store builds its own client from the settings of its time
+        # (AWS_ENDPOINT_URL_S3 and the rest); fsspec would otherwise hand back a cached one.
+        common: dict[str, object] = {
+            "use_listings_cache": False,
+            "max_concurrency": 1,
+            "skip_instance_cache": True,
+        }
         if not for_requests:
-            fs: fsspec.AbstractFileSystem = S3FileSystem(
-                use_listings_cache=False, max_concurrency=1
-            )
+            fs: fsspec.AbstractFileSystem = S3FileSystem(**common)
             return fs
         # A person is waiting for the page: one retry at most, short timeouts. (s3fs's own
         # retry loop would otherwise wrap botocore's, for minutes on a dead network.)
-        quick = S3FileSystem(
-            use_listings_cache=False, max_concurrency=1, config_kwargs=REQUEST_S3_CONFIG
-        )
+        quick = S3FileSystem(**common, config_kwargs=REQUEST_S3_CONFIG)
         quick.retries = 1  # a class attribute in s3fs, not an argument
         return quick
     return fsspec.filesystem(scheme)

@@ -36,11 +36,12 @@ from . import _config, demo
 from ._answers import EventState, load, status_of, submit
 from ._cli_progress import wait_with_progress
 from ._cli_server import AppStartError, BackgroundApp, bind, build_app, serve_forever, url_of
-from ._cli_table import format_duration, format_time, render_table
+from ._cli_table import format_duration, format_time, printable, render_table
 from ._codecs import codec_for
 from ._errors import (
     AlreadyAnswered,
     ConfigError,
+    CorruptRecord,
     EventExpired,
     EventNotFound,
     EventTimeout,
@@ -81,8 +82,13 @@ def exit_code(exc: BaseException) -> int:
 
 
 def say(text: str = "") -> None:
-    # Flushed at once: a waiting demo must show its link even when stdout is a pipe.
-    print(text, flush=True)
+    # Flushed at once: a waiting demo must show its link even when stdout is a pipe. What a
+    # task or a reviewer wrote may hold terminal escapes: printed inert.
+    print(printable(text), flush=True)
+
+
+def complain(text: str) -> None:
+    print(printable(text), file=sys.stderr, flush=True)
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -162,14 +168,26 @@ def _event_states(store: Store, everything: bool) -> list[EventState]:
     now = utcnow()
     decided: dict[str, set[str]] = {}
     states: list[EventState] = []
-    for event in store.iter_events():
+    skipped: list[str] = []
+    for event in store.iter_events(skipped):
         keys = EventKeys.parse(event.request_id)
         if keys.run_key not in decided:
             decided[keys.run_key] = store.decided_ids(keys.run_key)  # one LIST per run
-        decision = store.get_decision(keys) if event.request_id in decided[keys.run_key] else None
+        decision = None
+        if event.request_id in decided[keys.run_key]:
+            try:
+                decision = store.get_decision(keys)
+            except CorruptRecord as exc:
+                skipped.append(exc.key)
+                continue
         state = EventState(keys, event, decision, status_of(event, decision, now))
         if everything or state.status is Status.PENDING:
             states.append(state)
+    if skipped:
+        complain(
+            f"hitl: passed over {len(skipped)} object(s) that hold no valid record (truncated "
+            f"or not hitl's): {', '.join(skipped)}"
+        )
     states.sort(key=lambda s: s.event.created_at, reverse=True)
     return states
 
@@ -567,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nhitl: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except HitlError as exc:
-        print(f"hitl {args.command}: error: {exc}", file=sys.stderr)
+        complain(f"hitl {args.command}: error: {exc}")
         return exit_code(exc)
 
 

@@ -101,3 +101,21 @@ def handler(s3_store: Store) -> Any:
     from hitl_lambda.app import create_app
 
     return Mangum(create_app(s3_store), lifespan="off")
+
+
+# -- suite summaries: one line per suite (faults, load, fuzz), printed after the test run -----
+
+SUMMARY_LINES: list[str] = []
+
+
+@pytest.fixture
+def summary() -> Any:
+    """``summary("faults: requests=.. ...")`` adds a line to the run's closing summary."""
+    return SUMMARY_LINES.append
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SUMMARY_LINES:
+        terminalreporter.section("hitl suites")
+        for line in SUMMARY_LINES:
+            terminalreporter.write_line(line)
