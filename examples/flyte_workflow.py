@@ -118,6 +118,7 @@ def _cli() -> None:
         threading.Thread(
             target=_answer_when_open, args=(args.answer, run_name), daemon=True
         ).start()
+
     # Ctrl-C is a stop asked for, not a crash (like `hitl demo`): say so and leave at once,
     # before Flyte's runner logs the interrupted task. The gate stays open; running the
     # example again with the same --run-name picks it up, with any answer given meanwhile.
