@@ -34,6 +34,7 @@ from ._errors import (
     TransientStorageError,
 )
 from ._event import Event, new_event
+from ._fanout import as_completed, wait_all
 from ._models import DecisionRecord, EventRecord, Status
 
 SUPPORTED_TYPES = tuple(codec.python_type for codec in CODECS.values())
@@ -68,6 +69,8 @@ __all__ = [
     "StoreAccessDenied",
     "StoreNotFound",
     "TransientStorageError",
+    "as_completed",
     "configure",
     "new_event",
+    "wait_all",
 ]

@@ -7,7 +7,9 @@ record with exclusive create, so the first answer wins and every later one is re
 
 from __future__ import annotations
 
+import contextvars
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +30,8 @@ from ._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, Via, utcn
 from ._store import Store
 
 MAX_COMMENT_CHARS = 2000
+# Reads that run beside another one (an event's decision while the event itself is read).
+_READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hitl-read")
 # What a link token can look like (URL-safe base64); anything else is refused before hashing.
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,200}")
 
@@ -59,9 +63,15 @@ def status_of(event: EventRecord, decision: DecisionRecord | None, now: datetime
 
 
 def load(store: Store, request_id: object, now: datetime | None = None) -> EventState:
-    """Read an event and its decision; ``EventNotFound`` for an unknown or malformed id."""
-    keys, event = _load_event(store, request_id)
-    decision = store.get_decision(keys)
+    """Read an event and its decision, both at once (one round trip of time, two requests);
+    ``EventNotFound`` for an unknown or malformed id."""
+    keys = EventKeys.parse(request_id)
+    # The copied context carries the request's storage deadline into the reader thread.
+    decision_read = _READERS.submit(contextvars.copy_context().run, store.get_decision, keys)
+    event = store.get_event(keys)  # should this raise, the other read ends on its own
+    decision = decision_read.result()
+    if event is None:
+        raise EventNotFound(f"no event with id {keys.request_id!r}")
     return EventState(keys, event, decision, status_of(event, decision, now or utcnow()))
 
 
@@ -73,8 +83,10 @@ def _load_event(store: Store, request_id: object) -> tuple[EventKeys, EventRecor
     return keys, event
 
 
-def _with_decision(store: Store, keys: EventKeys, event: EventRecord) -> EventState:
-    decision = store.get_decision(keys)
+def _with_decision(
+    store: Store, keys: EventKeys, event: EventRecord, known: object = None
+) -> EventState:
+    decision = known if isinstance(known, DecisionRecord) else store.get_decision(keys)
     return EventState(keys, event, decision, status_of(event, decision, utcnow()))
 
 
@@ -144,8 +156,8 @@ def submit(
     )
     try:
         store.create_decision(record)
-    except KeyExists:
-        return _repeat_or_refuse(_with_decision(store, keys, event), who, value)
+    except KeyExists as exc:  # closed meanwhile: the store read back what stands
+        return _repeat_or_refuse(_with_decision(store, keys, event, exc.existing), who, value)
     return Submission(event, record)
 
 

@@ -81,7 +81,10 @@ class StoreAccessDenied(StorageError):
 
 
 class KeyExists(StorageError, FileExistsError):
-    """Exclusive create refused because the object already exists."""
+    """Exclusive create refused because the object already exists; ``existing`` is the
+    record found there when the store read it back (None if it could not)."""
+
+    existing: object = None
 
 
 class CorruptRecord(StorageError):

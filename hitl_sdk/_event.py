@@ -8,15 +8,14 @@ both; only the waiting and the storage calls differ (``asyncio.to_thread`` in ``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
-import random
-import time
 from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
@@ -29,28 +28,25 @@ from ._errors import (
     KeyExists,
     QuestionChanged,
     StorageError,
-    TransientStorageError,
 )
 from ._keys import EventKeys, new_token, token_digest
 from ._models import DecisionRecord, EventRecord, GrantRecord, utcnow
+from ._poller import poller
 from ._store import Store
 
 log = logging.getLogger("hitl")
 
 T = TypeVar("T")
 DEFAULT_PROMPT = "Please provide a value"
-# Bounds on what a gate may carry: the reviewer's page must fit Lambda's 6 MB response even
-# with every character escaped, and a deadline must be a date.
 IfChanged = Literal["error", "new"]
 IF_CHANGED: tuple[str, ...] = ("error", "new")
+# Bounds on what a gate may carry: the reviewer's page must fit Lambda's 6 MB response even
+# with every character escaped, and a deadline must be a date.
 MAX_NAME_CHARS = 200
 MAX_PROMPT_CHARS = 10_000
 MAX_DETAILS_CHARS = 200_000
 MAX_TIMEOUT_SECONDS = 366 * 86400
 MAX_POLL_SECONDS = 86400
-MAX_BACKOFF_SECONDS = 60.0
-# Past the deadline, how long a wait keeps retrying a failing store before giving up.
-STORE_GRACE_SECONDS = 300.0
 
 
 # -- opening a gate ---------------------------------------------------------------------------
@@ -376,50 +372,18 @@ new_event = NewEvent()
 # -- waiting ----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Poll:
-    """The wait loop's state machine: what to do after each read. No I/O here."""
-
-    event: EventRecord
-    failures: int = 0
-
-    def delay(self, now: datetime) -> float:
-        """Seconds to sleep before the next read: the poll interval, never past the deadline."""
-        remaining = (self.event.deadline - now).total_seconds()
-        return max(0.0, min(self.event.poll_interval_seconds, remaining))
-
-    def backoff(self, exc: TransientStorageError, now: datetime) -> float:
-        """Seconds to wait after a transient failure, or re-raise when it has gone on too long."""
-        self.failures += 1
-        past_deadline = (now - self.event.deadline).total_seconds()
-        if past_deadline > STORE_GRACE_SECONDS:
-            raise exc
-        log.warning("hitl: storage error while waiting (%s); retrying", exc)
-        # The exponent is capped: after a long outage 2**1000 would overflow a float.
-        doubling = 2 ** min(self.failures - 1, 30)
-        base = min(MAX_BACKOFF_SECONDS, self.event.poll_interval_seconds * doubling)
-        return float(base * random.uniform(0.5, 1.0))
-
-    def recovered(self) -> None:
-        self.failures = 0
-
-
-def _timeout_record(event: EventRecord) -> DecisionRecord:
-    return DecisionRecord(
-        request_id=event.request_id, status="timed_out", answered_by="deadline", via="timeout"
-    )
-
-
-def _step(store: Store, event: EventRecord) -> DecisionRecord | None:
-    """One poll: the decision if there is one; past the deadline, write the timeout (or lose
-    the race to an answer and return that)."""
-    keys = EventKeys.parse(event.request_id)
-    decision = store.get_decision(keys)
-    if decision is not None or utcnow() < event.deadline:
-        return decision
-    with contextlib.suppress(KeyExists):
-        store.create_decision(_timeout_record(event))
-    return store.get_decision(keys)
+def _decision(future: Future[DecisionRecord]) -> DecisionRecord:
+    """Block until the poller settles ``future``; Ctrl-C still interrupts (short waits)."""
+    try:
+        while True:
+            try:
+                return future.result(timeout=1.0)
+            except FutureTimeout:
+                continue
+    except BaseException:
+        if not future.done():  # interrupted: stop watching for a waiter that is gone
+            poller().forget(future)
+        raise
 
 
 class Wait(Generic[T]):
@@ -527,34 +491,38 @@ class Event(Generic[T]):
     def __repr__(self) -> str:
         return f"Event(name={self.name!r}, request_id={self.request_id!r})"
 
+    def _watch(self) -> Future[DecisionRecord]:
+        """The gate's decision as a future: the shared poller's, or settled already."""
+        if self.closed_with is not None:
+            done: Future[DecisionRecord] = Future()
+            done.set_result(self.closed_with)
+            return done
+        future = poller().watch(self._store, self._record)
+        future.add_done_callback(self._remember)
+        return future
+
+    def _remember(self, future: Future[DecisionRecord]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.closed_with = future.result()  # decided: later waits need no request
+
+    def _finish(self, decision: DecisionRecord) -> T:
+        """The answer (or the typed error), after showing it in the task report."""
+        if (panel := self._show_decision(decision)) is not None:
+            panel.flush()
+        result: T = outcome(self._record, decision)
+        return result
+
     def _wait(self) -> T:
-        poll = _Poll(self._record)
-        while True:
-            try:
-                decision = _step(self._store, self._record)
-            except TransientStorageError as exc:
-                time.sleep(poll.backoff(exc, utcnow()))
-                continue
-            poll.recovered()
-            if decision is not None:
-                if (panel := self._show_decision(decision)) is not None:
-                    panel.flush()
-                result: T = outcome(self._record, decision)
-                return result
-            time.sleep(poll.delay(utcnow()))
+        return self._finish(_decision(self._watch()))
 
     async def _wait_aio(self) -> T:
-        poll = _Poll(self._record)
-        while True:
-            try:
-                decision = await asyncio.to_thread(_step, self._store, self._record)
-            except TransientStorageError as exc:
-                await asyncio.sleep(poll.backoff(exc, utcnow()))
-                continue
-            poll.recovered()
-            if decision is not None:
-                if (panel := self._show_decision(decision)) is not None:
-                    await panel.flush_aio()
-                result: T = outcome(self._record, decision)
-                return result
-            await asyncio.sleep(poll.delay(utcnow()))
+        future = self._watch()
+        try:
+            decision = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            poller().forget(future)
+            raise
+        if (panel := self._show_decision(decision)) is not None:
+            await panel.flush_aio()
+        result: T = outcome(self._record, decision)
+        return result

@@ -20,7 +20,7 @@ from typing import TypeVar
 from urllib.parse import unquote
 
 import fsspec
-from fsspec.asyn import AsyncFileSystem
+from fsspec.asyn import AsyncFileSystem, sync
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import ValidationError
 
@@ -232,12 +232,13 @@ class Store:
         data = record.to_bytes()
         try:
             self._call("create", path, lambda **kw: self._exclusive_create(path, data, **kw))
-        except KeyExists:
+        except KeyExists as exc:
             try:
                 existing = self._get(key, type(record))
             except CorruptRecord:
                 existing = None
             if existing is None or existing.write_id != record.write_id:
+                exc.existing = existing  # the caller needs not read it again
                 raise
 
     def _list(self, prefix: str) -> list[str]:
@@ -245,7 +246,7 @@ class Store:
 
         def names(**kw: float) -> list[str]:
             try:
-                entries = self.fs.ls(path, detail=False, **kw)
+                entries = self._ls(path, **kw)
             except NotADirectoryError:  # a stray file where a folder was expected
                 return []
             except FileNotFoundError as exc:
@@ -256,6 +257,16 @@ class Store:
             return sorted(n for n in names if not n.startswith("."))  # skip in-flight temp files
 
         return self._call("list", path, names)
+
+    def _ls(self, path: str, **kw: float) -> list[str]:
+        """The names under ``path``. On S3 exactly one LIST a page: s3fs's public ``ls`` lists
+        the parent as well when a prefix is empty (as a run's decisions/ is while it waits),
+        which would double the cost of every idle poll."""
+        lsdir = getattr(self.fs, "_lsdir", None)
+        if "s3" in self.fs.protocol and lsdir is not None:
+            entries = sync(self.fs.loop, lsdir, path, **kw)
+            return [str(e["name"]) for e in entries]
+        return [str(e) for e in self.fs.ls(path, detail=False, **kw)]
 
     def _exclusive_create(self, path: str, data: bytes, **kw: float) -> None:
         if isinstance(self.fs, LocalFileSystem):

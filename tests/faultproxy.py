@@ -50,6 +50,8 @@ class FaultProxy:
         self.policy = policy
         self.requests = 0
         self.faults: Counter[str] = Counter()
+        #: every request seen, as (method, path with query)
+        self.seen: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         proxy = self
 
@@ -98,6 +100,7 @@ class FaultProxy:
         fault = self.policy(method, path)
         with self._lock:
             self.requests += 1
+            self.seen.append((method, path))
             if fault is not None:
                 self.faults[fault.kind] += 1
         return fault

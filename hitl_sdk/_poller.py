@@ -1,0 +1,201 @@
+"""One shared poller per process: every ``wait()``, ``wait_all()`` and ``as_completed()`` rides
+on it, so N waiting gates cost one LIST per run per cycle, not N GETs.
+
+Each cycle, for every run with a gate waiting: one LIST of the run's ``decisions/`` prefix (a
+page per 1,000 keys), then a GET only for decisions that appeared. A gate past its deadline
+with no decision gets its ``timed_out`` record (exclusive create; an answer that won the race
+is read instead). Waiters hold a ``concurrent.futures.Future`` that the poller's one thread
+resolves: a sync wait blocks on it, an async wait awaits it, and no gate needs a thread of
+its own. Durability is the records': a restarted process simply watches the same gates again.
+
+    future = poller().watch(store, event_record)    # Future[DecisionRecord]
+    decision = future.result()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+
+from ._errors import HitlError, KeyExists, TransientStorageError
+from ._keys import EventKeys
+from ._models import DecisionRecord, EventRecord, utcnow
+from ._store import Store
+
+log = logging.getLogger("hitl")
+
+MAX_BACKOFF_SECONDS = 60.0
+# Past the deadline, how long a wait keeps retrying a failing store before giving up.
+STORE_GRACE_SECONDS = 300.0
+MIN_CYCLE_SECONDS = 0.01
+
+
+def backoff_seconds(failures: int, poll_interval: float) -> float:
+    """How long to wait after the ``failures``-th transient failure in a row (jittered)."""
+    doubling = 2 ** min(failures - 1, 30)  # capped: 2**1000 would overflow a float
+    return float(min(MAX_BACKOFF_SECONDS, poll_interval * doubling) * random.uniform(0.5, 1.0))
+
+
+def timeout_record(event: EventRecord) -> DecisionRecord:
+    return DecisionRecord(
+        request_id=event.request_id, status="timed_out", answered_by="deadline", via="timeout"
+    )
+
+
+@dataclass(eq=False)
+class _Watch:
+    store: Store
+    event: EventRecord
+    keys: EventKeys
+    future: Future[DecisionRecord] = field(default_factory=Future)
+
+
+@dataclass
+class _Run:
+    """The watches of one run in one store, and its state between cycles."""
+
+    watches: list[_Watch] = field(default_factory=list)
+    failures: int = 0
+    retry_at: float = 0.0
+
+
+class Poller:
+    """Watches gates and resolves their futures; its thread runs only while something waits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[tuple[int, str], _Run] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: LIST requests made, one per run per cycle (tests and benchmarks read it)
+        self.lists = 0
+
+    def watch(self, store: Store, event: EventRecord) -> Future[DecisionRecord]:
+        """A future that resolves to the gate's terminal decision (or its error)."""
+        watch = _Watch(store, event, EventKeys.parse(event.request_id))
+        with self._lock:
+            run = self._runs.setdefault((id(store), watch.keys.run_key), _Run())
+            run.watches.append(watch)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="hitl-poller", daemon=True)
+                self._thread.start()
+        self._wake.set()  # a new gate is checked at once (an answered one returns at once)
+        return watch.future
+
+    def forget(self, future: Future[DecisionRecord]) -> None:
+        """Stop watching for ``future`` (its waiter was cancelled or interrupted)."""
+        with self._lock:
+            for run in self._runs.values():
+                run.watches = [w for w in run.watches if w.future is not future]
+
+    # -- the thread ------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                self._runs = {k: r for k, r in self._runs.items() if r.watches}
+                if not self._runs:
+                    self._thread = None
+                    return
+                runs = list(self._runs.values())
+            self._wake.clear()
+            for run in runs:
+                self._cycle(run)
+            self._wake.wait(self._sleep_seconds())
+
+    def _sleep_seconds(self) -> float:
+        """Until the next cycle: the shortest poll interval, never past a deadline."""
+        now, wall = time.monotonic(), utcnow()
+        with self._lock:
+            watches = [w for r in self._runs.values() for w in r.watches]
+            retries = [r.retry_at - now for r in self._runs.values() if r.retry_at > now]
+        if not watches:
+            return 0.0
+        seconds = min(w.event.poll_interval_seconds for w in watches)
+        for w in watches:
+            left = (w.event.deadline - wall).total_seconds()
+            if left > 0:
+                seconds = min(seconds, left)
+        if retries and len(retries) == len(self._runs):  # every run is backing off
+            seconds = max(seconds, min(retries))
+        return max(MIN_CYCLE_SECONDS, seconds)
+
+    def _cycle(self, run: _Run) -> None:
+        with self._lock:
+            watches = list(run.watches)
+        if not watches or time.monotonic() < run.retry_at:
+            return
+        store, run_key = watches[0].store, watches[0].keys.run_key
+        try:
+            decided = store.decided_ids(run_key)  # the one LIST of this run's cycle
+            self.lists += 1
+            for watch in watches:
+                self._check(run, watch, decided)
+            run.failures, run.retry_at = 0, 0.0
+        except TransientStorageError as exc:
+            run.failures += 1
+            now = utcnow()
+            for watch in watches:
+                if (now - watch.event.deadline).total_seconds() > STORE_GRACE_SECONDS:
+                    self._settle(run, watch, error=exc)
+            log.warning("hitl: storage error while waiting (%s); retrying", exc)
+            interval = min(w.event.poll_interval_seconds for w in watches)
+            run.retry_at = time.monotonic() + backoff_seconds(run.failures, interval)
+        except HitlError as exc:  # a missing bucket, denied access: no retry helps
+            for watch in watches:
+                self._settle(run, watch, error=exc)
+
+    def _check(self, run: _Run, watch: _Watch, decided: set[str]) -> None:
+        try:
+            decision = None
+            if watch.event.request_id in decided:
+                decision = watch.store.get_decision(watch.keys)
+            elif utcnow() >= watch.event.deadline:
+                decision = timeout_record(watch.event)
+                try:
+                    watch.store.create_decision(decision)
+                except KeyExists as exc:  # an answer won the race: that one stands
+                    found = exc.existing
+                    decision = found if isinstance(found, DecisionRecord) else None
+                    decision = decision or watch.store.get_decision(watch.keys)
+        except TransientStorageError:
+            raise  # the run backs off as a whole
+        except HitlError as exc:  # a damaged record of this gate: this waiter learns it
+            self._settle(run, watch, error=exc)
+            return
+        if decision is not None:
+            self._settle(run, watch, decision=decision)
+
+    def _settle(
+        self,
+        run: _Run,
+        watch: _Watch,
+        decision: DecisionRecord | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        with self._lock:
+            if watch in run.watches:
+                run.watches.remove(watch)
+        with contextlib.suppress(InvalidStateError):  # its waiter gave up (cancelled) meanwhile
+            if error is not None:
+                watch.future.set_exception(error)
+            else:
+                watch.future.set_result(decision)  # type: ignore[arg-type]
+
+
+_poller: Poller | None = None
+_poller_lock = threading.Lock()
+
+
+def poller() -> Poller:
+    """The process's one poller."""
+    global _poller
+    with _poller_lock:
+        if _poller is None:
+            _poller = Poller()
+        return _poller

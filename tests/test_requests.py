@@ -1,0 +1,170 @@
+"""S3 requests counted, not timed: a proxy on loopback (tests/faultproxy.py, injecting nothing)
+sees every request the SDK and the app send to the moto server.
+
+- N gates waiting in a run cost one LIST of the run's decisions/ per cycle, whatever N, and
+  one GET per decision, once, when it appears.
+- The form GET makes 2 requests (event and decision, sent together); an answer's POST makes 2
+  (the event, the exclusive create), and reads the decision only when the create is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from apigw import apigw_event, form_post_event, invoke, json_post_event
+from faultproxy import FaultProxy
+from mangum import Mangum
+
+import hitl_sdk as hitl
+from hitl_lambda.app import create_app
+from hitl_sdk import _answers, _config
+from hitl_sdk._keys import EventKeys
+from hitl_sdk._poller import poller
+from hitl_sdk._store import Store
+
+POLL = 0.1
+
+
+@pytest.fixture
+def counting(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """A proxy that forwards everything and counts; stores built after it go through it."""
+    with FaultProxy(moto_endpoint, lambda method, path: None) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        yield proxy
+
+
+def kinds(seen: list[tuple[str, str]]) -> Counter[str]:
+    """Requests by kind: LIST of a prefix's kind, GET/PUT of an object's kind."""
+    counted: Counter[str] = Counter()
+    for method, path in seen:
+        if "list-type=2" in path:
+            prefix = parse_qs(urlsplit(path).query).get("prefix", [""])[0]
+            counted[f"LIST {prefix.strip('/').rsplit('/', 1)[-1]}"] += 1
+        else:
+            part = re.search(r"/runs/[^/]+/(\w+)/", path)
+            counted[f"{method} {part.group(1) if part else path}"] += 1
+    return counted
+
+
+def direct_store(s3_url: str, moto_endpoint: str) -> Store:
+    """A store whose client talks to moto itself: what it does is not counted."""
+    proxied = os.environ["AWS_ENDPOINT_URL_S3"]
+    os.environ["AWS_ENDPOINT_URL_S3"] = moto_endpoint
+    try:
+        store = Store(s3_url)
+        store.check()  # the client is made now, with moto's endpoint
+    finally:
+        os.environ["AWS_ENDPOINT_URL_S3"] = proxied
+    return store
+
+
+def open_gates(s3_url: str, run: str, n: int) -> list[hitl.Event[int]]:
+    _config.configure(store_url=s3_url, run_id=run)
+    return [
+        hitl.new_event(f"g{i}", int, timeout_seconds=300, poll_interval_seconds=POLL)
+        for i in range(n)
+    ]
+
+
+def test_waiting_gates_cost_one_list_per_run_per_cycle(
+    s3_url: str, moto_endpoint: str, counting: FaultProxy
+) -> None:
+    runs = [f"fan-{uuid.uuid4().hex[:6]}-{r}" for r in "ab"]
+    gates = [g for run in runs for g in open_gates(s3_url, run, 40)]
+    direct = direct_store(s3_url, moto_endpoint)  # answers are not counted, only the waiting
+    results: list[int] = []
+    waiter = threading.Thread(target=lambda: results.extend(hitl.wait_all(gates)))
+    counting.seen.clear()
+    lists_before = poller().lists
+    waiter.start()
+    time.sleep(1.5)
+    waiting = kinds(counting.seen)
+    cycles = (poller().lists - lists_before) / len(runs)
+    # Nothing but LISTs while nobody answers: one per run per cycle, for 80 gates.
+    assert set(waiting) == {"LIST decisions"}, waiting
+    assert waiting["LIST decisions"] == poller().lists - lists_before
+    assert 3 <= cycles <= 1.5 / POLL + 2, cycles
+    for i, gate in enumerate(gates):
+        _answers.submit(direct, gate.request_id, str(i), via="cli", operator="t")
+    waiter.join(timeout=60)
+    assert results == list(range(len(gates)))
+    total = kinds(counting.seen)
+    assert total["GET decisions"] == len(gates)  # each decision read once, when it appeared
+    assert set(total) == {"LIST decisions", "GET decisions"}, total
+
+
+def test_asyncio_gather_of_many_waits_shares_the_poller(
+    s3_url: str, moto_endpoint: str, counting: FaultProxy
+) -> None:
+    gates = open_gates(s3_url, f"gather-{uuid.uuid4().hex[:6]}", 30)
+    direct = direct_store(s3_url, moto_endpoint)
+    counting.seen.clear()
+    threads_before = threading.active_count()
+
+    async def main() -> list[int]:
+        async def answer_later() -> None:
+            await asyncio.sleep(0.5)
+            assert threading.active_count() <= threads_before + 2  # no thread per gate
+            for i, gate in enumerate(gates):
+                await asyncio.to_thread(
+                    _answers.submit, direct, gate.request_id, str(i), via="cli", operator="t"
+                )
+
+        waits = asyncio.gather(*(g.wait.aio() for g in gates))
+        _, values = await asyncio.gather(answer_later(), waits)
+        return list(values)
+
+    assert asyncio.run(main()) == list(range(30))
+    seen = kinds(counting.seen)
+    assert seen["GET decisions"] == 30 and set(seen) == {"LIST decisions", "GET decisions"}
+
+
+def test_as_completed_yields_each_gate_as_it_is_decided(s3_url: str, moto_endpoint: str) -> None:
+    gates = open_gates(s3_url, f"asc-{uuid.uuid4().hex[:6]}", 5)
+    store = _config.get_store()
+    order = [3, 0, 4, 1, 2]
+
+    def answer() -> None:
+        for i in order:
+            time.sleep(0.3)
+            _answers.submit(store, gates[i].request_id, str(i), via="cli", operator="t")
+
+    threading.Thread(target=answer).start()
+    seen = [(gate.name, gate.wait()) for gate in hitl.as_completed(gates)]
+    assert seen == [(f"g{i}", i) for i in order]
+
+
+def test_form_get_and_answer_post_make_the_designed_requests(
+    s3_url: str, counting: FaultProxy
+) -> None:
+    _config.configure(store_url=s3_url, run_id=f"req-{uuid.uuid4().hex[:6]}")
+    event = hitl.new_event("counted", bool)
+    handler = Mangum(create_app(Store(s3_url, for_requests=True)), lifespan="off")
+    query = {"token": event.token}
+    counting.seen.clear()
+    invoke(handler, apigw_event("GET", "/health"))
+    assert counting.seen == []  # health touches no storage
+
+    def count(request: dict[str, Any]) -> tuple[int, Counter[str]]:
+        counting.seen.clear()
+        resp = invoke(handler, request)
+        return resp["statusCode"], kinds(counting.seen)
+
+    form = apigw_event("GET", f"/form/{event.request_id}", query=query)
+    assert count(form) == (200, Counter({"GET events": 1, "GET decisions": 1}))
+    fields = {"request_id": event.request_id, "token": event.token, "value": "true"}
+    assert count(form_post_event(fields)) == (200, Counter({"GET events": 1, "PUT decisions": 1}))
+    # Answered already: the refused create, then the decision to say by whom.
+    again = json_post_event({**fields, "value": False})
+    assert count(again) == (409, Counter({"GET events": 1, "PUT decisions": 1, "GET decisions": 1}))
+    assert Store(s3_url).get_decision(EventKeys.parse(event.request_id)) is not None
