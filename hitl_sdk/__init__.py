@@ -20,6 +20,7 @@ from ._config import configure
 from ._errors import (
     AlreadyAnswered,
     ConfigError,
+    CorruptRecord,
     EventExpired,
     EventNotFound,
     EventTimeout,
@@ -53,6 +54,7 @@ __all__ = [
     "SUPPORTED_TYPES",
     "AlreadyAnswered",
     "ConfigError",
+    "CorruptRecord",
     "DecisionRecord",
     "Event",
     "EventExpired",

@@ -168,3 +168,20 @@ def test_form_get_and_answer_post_make_the_designed_requests(
     again = json_post_event({**fields, "value": False})
     assert count(again) == (409, Counter({"GET events": 1, "PUT decisions": 1, "GET decisions": 1}))
     assert Store(s3_url).get_decision(EventKeys.parse(event.request_id)) is not None
+
+
+def test_wait_all_aio_and_a_failing_gate(tmp_path: Any) -> None:
+    _config.configure(store_url=(tmp_path / "s").as_uri(), run_id="fanout-aio")
+    gates = [hitl.new_event(f"a{i}", int, poll_interval_seconds=0.02) for i in range(3)]
+    late = hitl.new_event("late", int, timeout_seconds=0.3, poll_interval_seconds=0.02)
+    store = _config.get_store()
+    for i, gate in enumerate(gates):
+        _answers.submit(store, gate.request_id, str(i), via="cli", operator="t")
+    assert asyncio.run(hitl.wait_all.aio(gates)) == [0, 1, 2]
+    with pytest.raises(hitl.EventTimeout):
+        hitl.wait_all([*gates, late])
+
+    async def collect() -> list[str]:
+        return [gate.name async for gate in hitl.as_completed.aio([late, *gates])]
+
+    assert sorted(asyncio.run(collect())) == ["a0", "a1", "a2", "late"]
