@@ -70,18 +70,18 @@ def opening_lines(event: Event[object], decision: DecisionRecord | None) -> Iter
 
 def local_app_hint(link: str, store_url: str) -> str | None:
     """A line saying how to serve ``link`` when it points at this machine and nothing listens
-    there; None otherwise, and None after the first time for the same app and store."""
+    there; None otherwise. Looked at once per app and store: None after the first time."""
     parts = urlsplit(link)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     if host not in _LOOPBACK:
         return None
     base = f"{parts.scheme}://{parts.netloc}"
-    with _hinted_lock:
+    with _hinted_lock:  # one look per app and store, not one connection per gate
         if (base, store_url) in _hinted:
             return None
-        if _listening(host, port):
-            return None
         _hinted.add((base, store_url))
+    if _listening(host, port):
+        return None
     if store_url.startswith("memory://"):
         return (
             f"hitl: nothing answers at {base}, and a memory:// store lives in this process "
