@@ -83,8 +83,10 @@ def bench(n: int, poll: float, store_url: str, log: Path) -> dict[str, float]:
     results: list[int] = []
     waiter = threading.Thread(target=lambda: results.extend(hitl.wait_all(gates)), daemon=True)
     waiter.start()
+    while poller().watching() < n:  # registering is not measured
+        time.sleep(0.01)
     start = poller().lists
-    while poller().lists < start + 2:  # the cycles woken by registering are not measured
+    while poller().lists < start + 1:  # nor the cycle it wakes
         time.sleep(0.01)
     first = poller().lists
     offset, _ = requests_in(log, offset)

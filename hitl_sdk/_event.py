@@ -386,6 +386,26 @@ def _decision(future: Future[DecisionRecord]) -> DecisionRecord:
         raise
 
 
+def watch_all(events: Sequence[Event[Any]]) -> list[Future[DecisionRecord]]:
+    """Each gate's decision as a future; the open ones registered with the poller at once."""
+    futures: list[Future[DecisionRecord]] = []
+    open_gates: dict[int, list[tuple[int, Event[Any]]]] = {}
+    for index, event in enumerate(events):
+        done: Future[DecisionRecord] = Future()
+        if event.closed_with is not None:
+            done.set_result(event.closed_with)
+        else:
+            open_gates.setdefault(id(event._store), []).append((index, event))
+        futures.append(done)
+    for gates in open_gates.values():
+        store = gates[0][1]._store
+        watched = poller().watch_many(store, [gate._record for _, gate in gates])
+        for (index, gate), future in zip(gates, watched, strict=True):
+            future.add_done_callback(gate._remember)
+            futures[index] = future
+    return futures
+
+
 class Wait(Generic[T]):
     """``event.wait()``: block until the gate is answered and return the answer as the gate's
     ``data_type``; ``await event.wait.aio()`` in a running event loop.
@@ -493,13 +513,7 @@ class Event(Generic[T]):
 
     def _watch(self) -> Future[DecisionRecord]:
         """The gate's decision as a future: the shared poller's, or settled already."""
-        if self.closed_with is not None:
-            done: Future[DecisionRecord] = Future()
-            done.set_result(self.closed_with)
-            return done
-        future = poller().watch(self._store, self._record)
-        future.add_done_callback(self._remember)
-        return future
+        return watch_all([self])[0]
 
     def _remember(self, future: Future[DecisionRecord]) -> None:
         if not future.cancelled() and future.exception() is None:

@@ -12,7 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as wait_futures
 from typing import Any, TypeVar
 
-from ._event import Event
+from ._event import Event, watch_all
 from ._models import DecisionRecord
 from ._poller import poller
 
@@ -33,7 +33,7 @@ class WaitAll:
 
     def __call__(self, events: Iterable[Event[T]]) -> list[T]:
         gates = list(events)
-        futures = [gate._watch() for gate in gates]
+        futures = watch_all(gates)
         try:
             while wait_futures(futures, timeout=1.0).not_done:  # short waits: Ctrl-C gets in
                 pass
@@ -65,7 +65,10 @@ class AsCompleted:
     """
 
     def __call__(self, events: Iterable[Event[T]]) -> Iterator[Event[T]]:
-        pending: dict[Future[DecisionRecord], Event[T]] = {g._watch(): g for g in events}
+        gates = list(events)
+        pending: dict[Future[DecisionRecord], Event[T]] = dict(
+            zip(watch_all(gates), gates, strict=True)
+        )
         try:
             while pending:
                 done, _ = wait_futures(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
@@ -77,7 +80,8 @@ class AsCompleted:
 
     async def aio(self, events: Iterable[Event[T]]) -> AsyncIterator[Event[T]]:
         """``async for gate in hitl.as_completed.aio(events)``: the same, in a running loop."""
-        watched = {g: g._watch() for g in events}
+        gates = list(events)
+        watched = dict(zip(gates, watch_all(gates), strict=True))
         pending: dict[asyncio.Future[Any], Event[T]] = {
             asyncio.wrap_future(f): g for g, f in watched.items()
         }

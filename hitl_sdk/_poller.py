@@ -82,15 +82,24 @@ class Poller:
 
     def watch(self, store: Store, event: EventRecord) -> Future[DecisionRecord]:
         """A future that resolves to the gate's terminal decision (or its error)."""
-        watch = _Watch(store, event, EventKeys.parse(event.request_id))
+        return self.watch_many(store, [event])[0]
+
+    def watch_many(self, store: Store, events: list[EventRecord]) -> list[Future[DecisionRecord]]:
+        """``watch`` for many gates at once: the poller wakes once for all of them."""
+        watches = [_Watch(store, e, EventKeys.parse(e.request_id)) for e in events]
         with self._lock:
-            run = self._runs.setdefault((id(store), watch.keys.run_key), _Run())
-            run.watches.append(watch)
+            for watch in watches:
+                self._runs.setdefault((id(store), watch.keys.run_key), _Run()).watches.append(watch)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="hitl-poller", daemon=True)
                 self._thread.start()
-        self._wake.set()  # a new gate is checked at once (an answered one returns at once)
-        return watch.future
+        self._wake.set()  # new gates are checked at once (an answered one returns at once)
+        return [w.future for w in watches]
+
+    def watching(self) -> int:
+        """How many gates are being watched now."""
+        with self._lock:
+            return sum(len(r.watches) for r in self._runs.values())
 
     def forget(self, future: Future[DecisionRecord]) -> None:
         """Stop watching for ``future`` (its waiter was cancelled or interrupted)."""
