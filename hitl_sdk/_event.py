@@ -392,8 +392,9 @@ def watch_all(events: Sequence[Event[Any]]) -> list[Future[DecisionRecord]]:
     open_gates: dict[int, list[tuple[int, Event[Any]]]] = {}
     for index, event in enumerate(events):
         done: Future[DecisionRecord] = Future()
-        if event.closed_with is not None:
-            done.set_result(event.closed_with)
+        known = event._decided or event.closed_with
+        if known is not None:
+            done.set_result(known)
         else:
             open_gates.setdefault(id(event._store), []).append((index, event))
         futures.append(done)
@@ -470,6 +471,8 @@ class Event(Generic[T]):
         self.form_url = next(iter(self.links.values()), form)
         #: the decision the gate already had when it was opened, if any
         self.closed_with: DecisionRecord | None = None
+        # The decision once a wait has seen it: later waits need no request.
+        self._decided: DecisionRecord | None = None
         self.wait: Wait[T] = Wait(self)
 
     @classmethod
@@ -517,7 +520,7 @@ class Event(Generic[T]):
 
     def _remember(self, future: Future[DecisionRecord]) -> None:
         if not future.cancelled() and future.exception() is None:
-            self.closed_with = future.result()  # decided: later waits need no request
+            self._decided = future.result()
 
     def _finish(self, decision: DecisionRecord) -> T:
         """The answer (or the typed error), after showing it in the task report."""

@@ -178,6 +178,7 @@ def test_wait_all_aio_and_a_failing_gate(tmp_path: Any) -> None:
     for i, gate in enumerate(gates):
         _answers.submit(store, gate.request_id, str(i), via="cli", operator="t")
     assert asyncio.run(hitl.wait_all.aio(gates)) == [0, 1, 2]
+    assert not gates[0].closed  # closed means "closed before it was opened", not "waited on"
     with pytest.raises(hitl.EventTimeout):
         hitl.wait_all([*gates, late])
 
