@@ -11,14 +11,22 @@ unreachable. Routes and status codes follow DESIGN.md:
     GET  /health                        liveness
 
 Every answer goes through ``hitl_sdk._answers.submit``; no path, key or bucket is ever taken
-from a client. The routes are plain ``def``s, so the blocking store calls run in FastAPI's
-threadpool, off the event loop.
+from a client. The store calls block, so each route hands its work to ``blocking``: a thread
+pool of the app's own that outlives event loops. (FastAPI's pool for plain ``def`` routes
+belongs to the loop's root task, which under Mangum is each invocation: a new thread per
+request, about a millisecond each.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import os
-from typing import Any
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
 
 from fastapi import FastAPI, Form, Query, Request
 from pydantic import BaseModel, ConfigDict
@@ -58,9 +66,9 @@ class JsonAnswer(BaseModel):
     response_path: Any = None
 
 
-def store_from_env() -> Store:
-    """The store named by ``HITL_STORE_URL``, checked reachable; ``ConfigError`` or
-    ``StorageError`` with one clear message otherwise."""
+def store_from_env(*, check: bool = True) -> Store:
+    """The store named by ``HITL_STORE_URL``, checked reachable (unless ``check=False``);
+    ``ConfigError`` or ``StorageError`` with one clear message otherwise."""
     url = os.environ.get(STORE_URL_VARIABLE, "").strip()
     if not url:
         raise ConfigError(
@@ -68,7 +76,8 @@ def store_from_env() -> Store:
             "live. Set it to the store the tasks use, e.g. s3://my-hitl-bucket/hitl"
         )
     store = Store(url, for_requests=True)
-    store.check()
+    if check:
+        store.check()
     return store
 
 
@@ -78,7 +87,41 @@ def create_app(store: Store | None = None) -> FastAPI:
     Raises ``ConfigError`` if ``HITL_STORE_URL`` is missing or malformed and a
     ``StorageError`` subclass (``StoreNotFound``, ``StoreAccessDenied``) if it is unreachable.
     """
-    store = store if store is not None else store_from_env()
+    checked: Future[None] | None = None
+    if store is None:
+        store = store_from_env(check=False)
+        # The store check waits on the network: let it overlap building the app.
+        checked = Future()
+        threading.Thread(target=_run_into, args=(store.check, checked), daemon=True).start()
+    app = _build(store)
+    pages.preload()
+    if checked is not None:
+        checked.result()  # the check's error, if any, is the cold start's
+    return app
+
+
+_WORKERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hitl-app")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def blocking(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)`` on the app's worker threads, in this request's context (its
+    storage deadline included), off the event loop."""
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_WORKERS, call)
+
+
+def _run_into(fn: Callable[[], None], future: Future[None]) -> None:
+    try:
+        fn()
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(None)
+
+
+def _build(store: Store) -> FastAPI:
     app = FastAPI(
         title="hitl reviewer app",
         docs_url=None,  # the docs pages load scripts from a CDN; this app loads nothing
@@ -99,7 +142,10 @@ def create_app(store: Store | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/form/{request_id}", response_class=HTMLResponse)
-    def show_form(request: Request, request_id: str, token: str = Query("")) -> Response:
+    async def show_form(request: Request, request_id: str, token: str = Query("")) -> Response:
+        return await blocking(form_page, request, request_id, token)
+
+    def form_page(request: Request, request_id: str, token: str) -> Response:
         state = _answers.load(store, request_id)
         reviewer = _answers.authorize(store, state, token)
         if state.status is Status.ANSWERED and state.decision is not None:
@@ -110,12 +156,17 @@ def create_app(store: Store | None = None) -> FastAPI:
         return _form(request, state, token, reviewer, action="../submit")
 
     @app.post("/submit", response_class=HTMLResponse)
-    def submit_form(
+    async def submit_form(
         request: Request,
         request_id: str = Form(""),
         token: str = Form(""),
         value: str | None = Form(None),
         comment: str | None = Form(None),
+    ) -> Response:
+        return await blocking(form_answer, request, request_id, token, value, comment)
+
+    def form_answer(
+        request: Request, request_id: str, token: str, value: str | None, comment: str | None
     ) -> Response:
         # Empty fields arrive as None; an empty answer is "", which the codec judges.
         raw = "" if value is None else value
@@ -150,7 +201,10 @@ def create_app(store: Store | None = None) -> FastAPI:
         )
 
     @app.post("/submit/json")
-    def submit_json(answer: JsonAnswer) -> dict[str, Any]:
+    async def submit_json(answer: JsonAnswer) -> dict[str, Any]:
+        return await blocking(json_answer, answer)
+
+    def json_answer(answer: JsonAnswer) -> dict[str, Any]:
         done = _answers.submit(
             store,
             answer.request_id,
@@ -165,7 +219,10 @@ def create_app(store: Store | None = None) -> FastAPI:
         return {"status": status, **_decision_json(done.record)}
 
     @app.get("/status/{request_id}")
-    def status(request_id: str, token: str = Query("")) -> dict[str, Any]:
+    async def status(request_id: str, token: str = Query("")) -> dict[str, Any]:
+        return await blocking(status_json, request_id, token)
+
+    def status_json(request_id: str, token: str) -> dict[str, Any]:
         state = _answers.load(store, request_id)
         _answers.authorize(store, state, token)
         event = state.event

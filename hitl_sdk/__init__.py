@@ -13,10 +13,9 @@ Drop-in for ``flyteplugins.hitl``: change the import, keep the calls.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._codecs import CODECS
-from ._config import configure
 from ._errors import (
     AlreadyAnswered,
     ConfigError,
@@ -34,20 +33,43 @@ from ._errors import (
     StoreNotFound,
     TransientStorageError,
 )
-from ._event import Event, new_event
-from ._fanout import as_completed, wait_all
 from ._models import DecisionRecord, EventRecord, Status
+
+if TYPE_CHECKING:
+    from ._config import configure
+    from ._event import Event, new_event
+    from ._fanout import as_completed, wait_all
 
 SUPPORTED_TYPES = tuple(codec.python_type for codec in CODECS.values())
 
+# What a task uses is imported on first use: the reviewer app imports this package for its
+# records and errors only, and its cold start should not pay for the waiting machinery.
+_LAZY = {
+    "configure": "._config",
+    "Event": "._event",
+    "new_event": "._event",
+    "as_completed": "._fanout",
+    "wait_all": "._fanout",
+}
+
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
     # ``hitl.env`` imports flyte, so it is built on first use only: plain scripts never pay.
     if name == "env":
         from ._flyte import task_environment
 
         return task_environment()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

@@ -63,13 +63,18 @@ def status_of(event: EventRecord, decision: DecisionRecord | None, now: datetime
 
 
 def load(store: Store, request_id: object, now: datetime | None = None) -> EventState:
-    """Read an event and its decision, both at once (one round trip of time, two requests);
-    ``EventNotFound`` for an unknown or malformed id."""
+    """Read an event and its decision, both at once (one round trip of time, two requests;
+    one request when the store has read the event before); ``EventNotFound`` for an unknown
+    or malformed id."""
     keys = EventKeys.parse(request_id)
-    # The copied context carries the request's storage deadline into the reader thread.
-    decision_read = _READERS.submit(contextvars.copy_context().run, store.get_decision, keys)
-    event = store.get_event(keys)  # should this raise, the other read ends on its own
-    decision = decision_read.result()
+    if store.knows_event(keys):  # the event from memory, the decision read here
+        found, decision = store.get_event(keys), store.get_decision(keys)
+    else:
+        # The copied context carries the request's storage deadline into the reader thread.
+        read = _READERS.submit(contextvars.copy_context().run, store.get_decision, keys)
+        found = store.get_event(keys)  # should this raise, the other read ends on its own
+        decision = read.result()
+    event = found
     if event is None:
         raise EventNotFound(f"no event with id {keys.request_id!r}")
     return EventState(keys, event, decision, status_of(event, decision, now or utcnow()))
@@ -84,10 +89,14 @@ def _load_event(store: Store, request_id: object) -> tuple[EventKeys, EventRecor
 
 
 def _with_decision(
-    store: Store, keys: EventKeys, event: EventRecord, known: object = None
+    store: Store,
+    keys: EventKeys,
+    event: EventRecord,
+    known: object = None,
+    now: datetime | None = None,
 ) -> EventState:
     decision = known if isinstance(known, DecisionRecord) else store.get_decision(keys)
-    return EventState(keys, event, decision, status_of(event, decision, utcnow()))
+    return EventState(keys, event, decision, status_of(event, decision, now or utcnow()))
 
 
 def authorize(store: Store, state: EventState, token: object) -> str:
@@ -125,8 +134,9 @@ def submit(
 
     Raises EventNotFound, InvalidToken, AlreadyAnswered, EventExpired or InvalidValue.
     """
-    # Two round trips for an answer: the event (token, type, deadline), then the exclusive
-    # create. The decision is read only when the create is refused or the deadline passed.
+    # Two round trips for an answer: the event (token, type, deadline; none when the store has
+    # read it before, as after the form was shown), then the exclusive create. The decision is
+    # read only when the create is refused or the deadline passed.
     keys, event = _load_event(store, request_id)
     pending = EventState(keys, event, None, status_of(event, None, utcnow()))
     who = operator if operator is not None else authorize(store, pending, token)

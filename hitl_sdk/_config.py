@@ -15,18 +15,21 @@ import threading
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import fsspec
-import platformdirs
+from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
 from ._store import Store, normalize_store_url
+
+if TYPE_CHECKING:
+    import fsspec
 
 DEFAULT_APP_URL = "http://127.0.0.1:8787"
 _PROCESS_RUN_ID = f"local-{uuid.uuid4().hex[:12]}"
 
 
 def default_store_url() -> str:
+    import platformdirs  # only the local default needs it
+
     return Path(platformdirs.user_data_dir("hitl"), "store").as_uri()
 
 

@@ -1,8 +1,9 @@
-"""The one storage seam: an fsspec filesystem plus a root URL, speaking hitl's records.
+"""The one storage seam: a root URL over a byte backend (``_objects``), speaking hitl's records.
 
-``s3://bucket/prefix`` (s3fs), ``file:///path`` and ``memory://`` are the same code path.
-Backend errors are translated here into the tree in ``_errors``; nothing above this module
-sees a botocore or OS error.
+``s3://bucket/prefix`` (botocore), ``file:///path``, ``memory://`` and any fsspec filesystem
+passed in share this code: records, exclusive create, listings, deadlines. Backend errors are
+translated here into the tree in ``_errors``; nothing above this module sees a botocore or OS
+error.
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ import contextlib
 import contextvars
 import os
 import re
-import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote
 
-import fsspec
-from fsspec.asyn import AsyncFileSystem, sync
-from fsspec.implementations.local import LocalFileSystem
 from pydantic import ValidationError
 
 from ._errors import (
@@ -34,23 +32,23 @@ from ._errors import (
 )
 from ._keys import KEY_PART_RE, REQUEST_ID_RE, EventKeys, decisions_prefix, run_prefix
 from ._models import DecisionRecord, EventRecord, GrantRecord, _Record
+from ._objects import REQUEST_S3_CONFIG, FsspecObjects, Objects, S3Objects, is_missing_bucket
+
+if TYPE_CHECKING:
+    import fsspec
+
+__all__ = ["REQUEST_S3_CONFIG", "Store", "deadline", "normalize_store_url", "parse_store_url"]
 
 R = TypeVar("R", bound=_Record)
+KNOWN_BYTES = 32 * 1024 * 1024  # records remembered per store (they never change once written)
 T = TypeVar("T")
 
 SCHEMES = ("s3", "file", "memory")
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_FALLBACK_CREATE_LOCK = threading.Lock()
 _TRANSIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3")
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "hitl_store_deadline", default=None
 )
-# botocore settings of a store that serves requests: each attempt is bounded, 2 in all.
-REQUEST_S3_CONFIG = {
-    "connect_timeout": 2,
-    "read_timeout": 3,
-    "retries": {"max_attempts": 2, "mode": "standard"},
-}
 
 
 def _unsupported(url: object, why: str) -> ConfigError:
@@ -129,17 +127,30 @@ class Store:
         *,
         for_requests: bool = False,
     ) -> None:
-        """``for_requests``: this store serves HTTP requests (the reviewer app), so an S3
-        client built here retries little and times out soon; see ``deadline``."""
+        """``fs``: an fsspec filesystem to use instead of the default backend of the URL's
+        scheme (botocore for ``s3://``, fsspec's own for ``file://`` and ``memory://``).
+        ``for_requests``: this store serves HTTP requests (the reviewer app), so an S3 client
+        built here retries little and times out soon; see ``deadline``."""
         self.url = normalize_store_url(url)
         scheme, root = parse_store_url(self.url)
         self.bucket = root.split("/", 1)[0] if scheme == "s3" else None
-        if fs is None:
-            fs = _default_fs(scheme, for_requests)
-        self.fs = fs
+        self.objects: Objects
+        if fs is not None:
+            self.objects = FsspecObjects(fs)
+        elif scheme == "s3":
+            self.objects = S3Objects(for_requests=for_requests)
+        else:
+            import fsspec
+
+            self.objects = FsspecObjects(fsspec.filesystem(scheme))
         # Nothing is created here: a read-only command never makes a folder. Writes make the
         # folders they need (see _link_create).
         self._root = ("/" + root) if scheme in ("file", "memory") else root
+        # Records are write-once and never rewritten, so one read (or our own write) of a key
+        # holds for good: later reads come from here. Absence is never remembered.
+        self._known: OrderedDict[str, tuple[_Record, int]] = OrderedDict()
+        self._known_bytes = 0
+        self._known_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -151,6 +162,15 @@ class Store:
 
     def get_event(self, keys: EventKeys) -> EventRecord | None:
         return self._get(keys.event, EventRecord)
+
+    def renew(self) -> None:
+        """New connections and credentials for the backend (after a SnapStart restore)."""
+        self.objects.renew()
+
+    def knows_event(self, keys: EventKeys) -> bool:
+        """Whether ``get_event`` would answer without a request (read or written before)."""
+        with self._known_lock:
+            return keys.event in self._known
 
     def create_decision(self, record: DecisionRecord) -> None:
         self._create(EventKeys.parse(record.request_id).decision, record)
@@ -205,7 +225,7 @@ class Store:
         # Reading a key that never exists needs only the rights the app and tasks have anyway
         # (GetObject + ListBucket on the prefix) and tells a missing bucket from denied access.
         path = self._path("runs/.hitl-check")
-        self._call("check", path, lambda **kw: _cat_or_none(self.fs, path, **kw))
+        self._call("check", path, lambda timeout: self.objects.read(path, timeout))
 
     # -- bytes ------------------------------------------------------------------------------
 
@@ -213,16 +233,36 @@ class Store:
         return f"{self._root}/{key}"
 
     def _get(self, key: str, model: type[R]) -> R | None:
+        with self._known_lock:
+            known = self._known.get(key)
+            if known is not None:
+                self._known.move_to_end(key)
+        if known is not None and isinstance(known[0], model):
+            return known[0]
         path = self._path(key)
-        data = self._call("read", path, lambda **kw: _cat_or_none(self.fs, path, **kw))
+        data = self._call("read", path, lambda timeout: self.objects.read(path, timeout))
         if data is None:
             return None
         try:
-            return model.model_validate_json(data)
+            record = model.model_validate_json(data)
         except ValidationError as exc:
             raise CorruptRecord(
                 key, f"{self.url}/{key} holds no valid {model.__name__} record: {exc}"
             ) from exc
+        self._remember(key, record, len(data))
+        return record
+
+    def _remember(self, key: str, record: _Record, size: int) -> None:
+        if size > KNOWN_BYTES // 16:
+            return  # a record with large details: read it again rather than crowd out others
+        with self._known_lock:
+            if key in self._known:
+                return
+            self._known[key] = (record, size)
+            self._known_bytes += size
+            while self._known_bytes > KNOWN_BYTES:
+                _, (_, dropped) = self._known.popitem(last=False)
+                self._known_bytes -= dropped
 
     def _create(self, key: str, record: _Record) -> None:
         """Exclusive create. Refused because the object exists: read it back, and if it is
@@ -231,7 +271,7 @@ class Store:
         path = self._path(key)
         data = record.to_bytes()
         try:
-            self._call("create", path, lambda **kw: self._exclusive_create(path, data, **kw))
+            self._call("create", path, lambda timeout: self.objects.create(path, data, timeout))
         except KeyExists as exc:
             try:
                 existing = self._get(key, type(record))
@@ -240,61 +280,32 @@ class Store:
             if existing is None or existing.write_id != record.write_id:
                 exc.existing = existing  # the caller needs not read it again
                 raise
+            return
+        self._remember(key, record, len(data))
 
     def _list(self, prefix: str) -> list[str]:
         path = self._path(prefix).rstrip("/")
 
-        def names(**kw: float) -> list[str]:
-            try:
-                entries = self._ls(path, **kw)
-            except NotADirectoryError:  # a stray file where a folder was expected
-                return []
-            except FileNotFoundError as exc:
-                if _is_missing_bucket(exc):
-                    raise
-                return []
-            names = (str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+        def names(timeout: float | None) -> list[str]:
+            entries = self.objects.names(path, timeout)
+            names = (e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
             return sorted(n for n in names if not n.startswith("."))  # skip in-flight temp files
 
         return self._call("list", path, names)
 
-    def _ls(self, path: str, **kw: float) -> list[str]:
-        """The names under ``path``. On S3 exactly one LIST a page: s3fs's public ``ls`` lists
-        the parent as well when a prefix is empty (as a run's decisions/ is while it waits),
-        which would double the cost of every idle poll."""
-        lsdir = getattr(self.fs, "_lsdir", None)
-        if "s3" in self.fs.protocol and lsdir is not None:
-            entries = sync(self.fs.loop, lsdir, path, **kw)
-            return [str(e["name"]) for e in entries]
-        return [str(e) for e in self.fs.ls(path, detail=False, **kw)]
-
-    def _exclusive_create(self, path: str, data: bytes, **kw: float) -> None:
-        if isinstance(self.fs, LocalFileSystem):
-            _link_create(path, data)
-        elif "s3" in self.fs.protocol:
-            self.fs.pipe_file(path, data, mode="create", **kw)  # If-None-Match: *, atomic on S3
-        else:
-            # memory:// and other single-process filesystems: a lock makes check-then-write safe.
-            with _FALLBACK_CREATE_LOCK:
-                if self.fs.exists(path):
-                    raise FileExistsError(path)
-                self.fs.pipe_file(path, data)
-
-    def _call(self, op: str, path: str, fn: Callable[..., T]) -> T:
+    def _call(self, op: str, path: str, fn: Callable[[float | None], T]) -> T:
         limit = _DEADLINE.get()
-        kw: dict[str, float] = {}
+        left: float | None = None
         if limit is not None:
             left = limit - time.monotonic()
             if left <= 0:
                 raise TransientStorageError(f"no time left to {op} {path} in this request")
-            if isinstance(self.fs, AsyncFileSystem):
-                kw["timeout"] = left  # fsspec's sync() cancels the call when it runs out
         try:
-            return fn(**kw)
+            return fn(left)
         except FileExistsError as exc:
             raise KeyExists(f"{path} already exists") from exc
         except FileNotFoundError as exc:
-            if self.bucket is not None and (_is_missing_bucket(exc) or op in ("create", "check")):
+            if self.bucket is not None and (is_missing_bucket(exc) or op in ("create", "check")):
                 raise StoreNotFound(
                     f"bucket {self.bucket!r} does not exist (store {self.url}). Create it "
                     f"(aws s3 mb s3://{self.bucket}), deploy the stack in infra/, or set "
@@ -328,63 +339,3 @@ def deadline(seconds: float) -> Iterator[None]:
         yield
     finally:
         _DEADLINE.reset(token)
-
-
-def _default_fs(scheme: str, for_requests: bool = False) -> fsspec.AbstractFileSystem:
-    if scheme == "s3":
-        # s3fs by name, not fsspec.filesystem("s3"): flyte.init() re-registers "s3" to an
-        # obstore filesystem, which rejects s3fs options and is not what exclusive create
-        # was built on (s3fs sends If-None-Match: *).
-        from s3fs import S3FileSystem
-
-        # max_concurrency=1: records are tiny; above 1, s3fs sends HEAD (+ LIST when the key is
-        # missing) before every GET to size a parallel download, tripling the cost of a poll.
-        # skip_instance_cache: each store builds its own client from the settings of its time
-        # (AWS_ENDPOINT_URL_S3 and the rest); fsspec would otherwise hand back a cached one.
-        common: dict[str, object] = {
-            "use_listings_cache": False,
-            "max_concurrency": 1,
-            "skip_instance_cache": True,
-        }
-        if not for_requests:
-            fs: fsspec.AbstractFileSystem = S3FileSystem(**common)
-            return fs
-        # A person is waiting for the page: one retry at most, short timeouts. (s3fs's own
-        # retry loop would otherwise wrap botocore's, for minutes on a dead network.)
-        quick = S3FileSystem(**common, config_kwargs=REQUEST_S3_CONFIG)
-        quick.retries = 1  # a class attribute in s3fs, not an argument
-        return quick
-    return fsspec.filesystem(scheme)
-
-
-def _cat_or_none(fs: fsspec.AbstractFileSystem, path: str, **kw: float) -> bytes | None:
-    try:
-        return bytes(fs.cat_file(path, **kw))
-    except FileNotFoundError as exc:
-        if _is_missing_bucket(exc):
-            raise
-        return None
-
-
-def _is_missing_bucket(exc: BaseException) -> bool:
-    text = f"{exc} {exc.__cause__!r} {exc.__context__!r}"
-    return "NoSuchBucket" in text or "bucket does not exist" in text
-
-
-def _link_create(path: str, data: bytes) -> None:
-    """Exclusive create on a local folder: write a temp file, then hard-link it into place.
-
-    ``os.link`` fails atomically when the target exists, so of two racing writers exactly one
-    wins and the loser's bytes never touch the winner's file.
-    """
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)

@@ -96,6 +96,7 @@ def _excluded_source(rel: Path) -> bool:
     return (
         "__pycache__" in parts
         or "tests" in parts
+        or "templates_compiled" in parts
         or rel.suffix == ".pyc"
         or rel.name.startswith("test_")
     )
@@ -202,6 +203,23 @@ def _copy_sources(target: Path) -> None:
         shutil.copy2(path, dest)
 
 
+def _compile_templates(target: Path) -> None:
+    """The app's templates compiled to Python modules (hitl_lambda/templates_compiled), so a
+    cold start loads them instead of compiling them; see hitl_lambda/pages.py."""
+    out = target / "hitl_lambda" / "templates_compiled"
+    code = "import sys; from hitl_lambda.pages import compile_templates as c; c(sys.argv[1])"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(out)], cwd=ROOT, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        shutil.rmtree(out, ignore_errors=True)
+        print(
+            "build_lambda_package: templates not precompiled (run the build with the project's "
+            f"virtualenv, where hitl-gates[app] is installed): {result.stderr.strip()[-300:]}",
+            file=sys.stderr,
+        )
+
+
 def package_files(out: Path) -> list[Path]:
     """The files that go into the function (the build's own bookkeeping left out)."""
     return sorted(
@@ -241,6 +259,7 @@ def build(
         _pip_install(staging, platform, python_version)
         _prune(staging)
         _copy_sources(staging)
+        _compile_templates(staging)
         compiler = _compiler(python_version, compile_with) if compile_bytecode else None
         if compiler is not None:
             _precompile(staging, compiler)

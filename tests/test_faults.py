@@ -7,6 +7,7 @@ object is half written, and a lost reply is recognised as the writer's own succe
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from apigw import (
     LambdaContext,
@@ -120,9 +122,13 @@ def lose_reply_once(method: str, part: str) -> Policy:
 def all_records_whole(store: Store) -> None:
     """Every object under runs/ parses as the record its key says: nothing half written."""
     models = {"events": EventRecord, "decisions": DecisionRecord, "grants": GrantRecord}
-    for path in store.fs.find(f"{store._root}/runs"):
-        kind = path.split("/runs/", 1)[1].split("/")[1]
-        models[kind].model_validate_json(store.fs.cat_file(path))
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"])
+    assert store.bucket is not None
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket)
+    for item in (item for page in pages for item in page.get("Contents", ())):
+        kind = item["Key"].split("/runs/", 1)[1].split("/")[1]
+        body = client.get_object(Bucket=store.bucket, Key=item["Key"])["Body"].read()
+        models[kind].model_validate_json(body)
 
 
 # -- lost replies -------------------------------------------------------------------------------

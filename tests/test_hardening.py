@@ -239,7 +239,7 @@ def test_the_app_shows_a_damaged_gate_as_an_error_page_not_a_crash(
 ) -> None:
     event = hitl.new_event("damaged", bool)
     keys = EventKeys.parse(event.request_id)
-    s3_store.fs.pipe_file(f"{s3_store._root}/{keys.decision}", b"{not json")
+    s3_store.objects.create(s3_store._path(keys.decision), b"{not json")
     resp = invoke(
         handler, apigw_event("GET", f"/form/{event.request_id}", query={"token": event.token})
     )

@@ -161,12 +161,36 @@ def test_form_get_and_answer_post_make_the_designed_requests(
         return resp["statusCode"], kinds(counting.seen)
 
     form = apigw_event("GET", f"/form/{event.request_id}", query=query)
+    # The first view reads the event and its decision side by side; the event, write-once,
+    # is then known to this app: a second view reads only the decision.
     assert count(form) == (200, Counter({"GET events": 1, "GET decisions": 1}))
+    assert count(form) == (200, Counter({"GET decisions": 1}))
     fields = {"request_id": event.request_id, "token": event.token, "value": "true"}
-    assert count(form_post_event(fields)) == (200, Counter({"GET events": 1, "PUT decisions": 1}))
-    # Answered already: the refused create, then the decision to say by whom.
+    # The reviewer's answer after the form: the exclusive create alone.
+    assert count(form_post_event(fields)) == (200, Counter({"PUT decisions": 1}))
+    # Answered already: the refused create; who answered is known (this app wrote it).
     again = json_post_event({**fields, "value": False})
-    assert count(again) == (409, Counter({"GET events": 1, "PUT decisions": 1, "GET decisions": 1}))
+    assert count(again) == (409, Counter({"PUT decisions": 1}))
+    # Both records are known now: the answered page needs no request at all.
+    assert count(form) == (200, Counter())
+
+    # An API client answering a gate this app has never read: the event, then the create.
+    other = hitl.new_event("counted-api", bool)
+    fresh = Mangum(create_app(Store(s3_url, for_requests=True)), lifespan="off")
+    counting.seen.clear()
+    payload = {"request_id": other.request_id, "token": other.token, "value": True}
+    resp = invoke(fresh, json_post_event(payload))
+    assert resp["statusCode"] == 200
+    assert kinds(counting.seen) == Counter({"GET events": 1, "PUT decisions": 1})
+    # ... and answered by someone else meanwhile: the refused create, then the decision.
+    third = hitl.new_event("counted-late", bool)
+    _answers.submit(Store(s3_url), third.request_id, "false", via="cli", operator="ops")
+    counting.seen.clear()
+    payload = {"request_id": third.request_id, "token": third.token, "value": True}
+    assert invoke(fresh, json_post_event(payload))["statusCode"] == 409
+    assert kinds(counting.seen) == Counter(
+        {"GET events": 1, "PUT decisions": 1, "GET decisions": 1}
+    )
     assert Store(s3_url).get_decision(EventKeys.parse(event.request_id)) is not None
 
 

@@ -23,6 +23,7 @@ import hitl_sdk as hitl
 from hitl_sdk import _answers, _config
 from hitl_sdk._keys import EventKeys
 from hitl_sdk._models import DecisionRecord
+from hitl_sdk._objects import FsspecObjects
 from hitl_sdk._store import Store
 
 
@@ -219,7 +220,9 @@ def test_transient_errors_while_polling_are_retried() -> None:
     fs = FlakyMemoryFS(skip_instance_cache=True)
     _config.configure(store_url=f"memory://flaky-{uuid.uuid4().hex[:6]}", fs=fs, run_id="flaky")
     event = hitl.new_event("gate", bool, poll_interval_seconds=0.02)
-    _answer_soon(_config.get_store(), event, "true", delay=0.3)
+    # The answer comes from elsewhere (a store of its own, as the reviewer app's would be):
+    # the waiting task's store has to read it, through the flaky reads.
+    _answer_soon(Store(_config.get_store().url, fs=fs), event, "true", delay=0.3)
     assert event.wait() is True
     assert FlakyMemoryFS.failures == 3
 
@@ -317,7 +320,8 @@ def test_default_store_is_a_local_folder(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("HOME", str(tmp_path))
     store = _config.get_store()
     assert store.url.startswith("file://") and str(tmp_path) in store.url
-    assert isinstance(store.fs, fsspec.implementations.local.LocalFileSystem)
+    assert isinstance(store.objects, FsspecObjects)
+    assert isinstance(store.objects.fs, fsspec.implementations.local.LocalFileSystem)
 
 
 def test_env_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,10 +1,12 @@
-"""One contract, every backend: memory, a local folder and a moto S3 server run the same tests."""
+"""One contract, every backend: memory, a local folder, a moto S3 server through the default
+botocore backend, and the same server through an s3fs filesystem passed in, run the same tests."""
 
 from __future__ import annotations
 
 import threading
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,20 @@ from hitl_sdk import ConfigError, KeyExists, StoreNotFound
 from hitl_sdk._keys import EventKeys, run_key
 from hitl_sdk._models import DecisionRecord, EventRecord, GrantRecord, utcnow
 from hitl_sdk._store import Store
+
+
+@pytest.fixture(params=["memory", "file", "s3", "s3fs"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "memory":
+        return Store(f"memory://hitl-{uuid.uuid4().hex[:12]}")
+    if request.param == "file":
+        return Store((tmp_path / "store").as_uri())
+    url = str(request.getfixturevalue("s3_url"))
+    if request.param == "s3":
+        return Store(url)
+    from s3fs import S3FileSystem
+
+    return Store(url, fs=S3FileSystem(skip_instance_cache=True, use_listings_cache=False))
 
 
 def _event(run: str = "run-1", name: str = "gate") -> EventRecord:
@@ -130,8 +146,7 @@ def test_corrupt_record_is_a_clear_storage_error(store: Store) -> None:
     record = _event()
     keys = EventKeys.parse(record.request_id)
     path = store._path(keys.event)
-    store.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    store.fs.pipe_file(path, b"{not json")
+    store.objects.create(path, b"{not json")
     with pytest.raises(Exception, match="holds no valid EventRecord"):
         store.get_event(keys)
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import http.client
 import json
@@ -288,12 +289,18 @@ class S3Recorder:
         self._server.shutdown()
         self._server.server_close()
 
-    def filesystem(self) -> Any:
-        import s3fs
-
-        return s3fs.S3FileSystem(
-            endpoint_url=self.url, use_listings_cache=False, skip_instance_cache=True
-        )
+    @contextlib.contextmanager
+    def as_endpoint(self) -> Iterator[None]:
+        """S3 clients made inside this block send their requests through this recorder."""
+        before = os.environ.get("AWS_ENDPOINT_URL_S3")
+        os.environ["AWS_ENDPOINT_URL_S3"] = self.url
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("AWS_ENDPOINT_URL_S3", None)
+            else:
+                os.environ["AWS_ENDPOINT_URL_S3"] = before
 
     def accesses(self) -> list[Access]:
         """The recorded requests as IAM authorizations (a 404 read also needs ListBucket)."""
@@ -517,12 +524,17 @@ def test_policies_cover_exactly_the_requests_the_code_sends(
 
     # The function's cold start, in its own process, with the template's environment.
     assert run_cold_start(s3_bucket, app_rec.url)["status"] == 200
-    handler = Mangum(create_app(Store(store_url, fs=app_rec.filesystem())), lifespan="off")
+    with app_rec.as_endpoint():  # the store's S3 client is made now, pointed at the recorder
+        handler = Mangum(create_app(Store(store_url, for_requests=True)), lifespan="off")
 
     # A task opens two gates; a restart adopts one (new links become grants).
     _config.configure(store_url=store_url, run_id=f"run-{uuid.uuid4().hex[:6]}")
-    _config.configure(fs=task_rec.filesystem(), store_url=store_url)
+    with task_rec.as_endpoint():
+        _config.get_store()
     answered = hitl.new_event("ship", data_type=bool, timeout_seconds=60, poll_interval_seconds=0.1)
+    _config.configure(store_url=store_url)  # the restarted task: a new process, a new store
+    with task_rec.as_endpoint():
+        _config.get_store()
     adopted = hitl.new_event("ship", data_type=bool, timeout_seconds=60, poll_interval_seconds=0.1)
     lapsing = hitl.new_event("late", data_type=int, timeout_seconds=1, poll_interval_seconds=0.2)
     token = urllib.parse.parse_qs(urllib.parse.urlsplit(adopted.form_url).query)["token"][0]
@@ -749,3 +761,70 @@ def test_policies_are_valid_iam_documents(who: str, moto_endpoint: str) -> None:
     iam = boto3.client("iam", endpoint_url=moto_endpoint)
     # moto validates the grammar (versions, actions, ARNs, condition blocks) like IAM does.
     iam.create_policy(PolicyName=f"{who}-{uuid.uuid4().hex[:8]}", PolicyDocument=json.dumps(policy))
+
+
+def test_snapstart_is_a_parameter_off_by_default() -> None:
+    template = load_template()
+    parameter = template["Parameters"]["SnapStart"]
+    assert parameter["Default"] == "off" and set(parameter["AllowedValues"]) == {"on", "off"}
+    props = function_properties()
+    # SnapStart applies to published versions: the API must invoke the alias of one.
+    assert props["AutoPublishAlias"] == "live"
+    apply_on = template["Resources"]["HitlFunction"]["Properties"]["SnapStart"]["ApplyOn"]
+    assert apply_on == {"Fn::If": ["UseSnapStart", "PublishedVersions", "None"]}
+
+
+RESTORE = textwrap.dedent(
+    """
+    import json, os
+    import snapshot_restore_py as runtime_hooks
+    import hitl_lambda.handler as function
+    from apigw import apigw_event, invoke
+    from hitl_sdk._keys import EventKeys
+
+    assert [f.__name__ for f in runtime_hooks.AFTER_RESTORE] == ["renew_store_client"]
+    before = function.app.state.store.objects.client
+    os.environ["AWS_ACCESS_KEY_ID"] = "RESTOREDKEY"  # what a restored instance is given
+    for hook in runtime_hooks.AFTER_RESTORE:
+        hook()
+    assert function.app.state.store.objects.client is not before
+    unknown = EventKeys.for_name("restored", "gate").request_id
+    status = apigw_event("GET", f"/status/{unknown}", query={"token": "A" * 32})
+    response = invoke(function.handler, status)
+    print(json.dumps({"status": response["statusCode"]}))
+    """
+)
+
+
+def test_after_a_snapstart_restore_the_app_uses_a_new_client_with_new_credentials(
+    s3_bucket: str, moto_endpoint: str, tmp_path: Path
+) -> None:
+    # Lambda's Python runtime provides snapshot_restore_py; this stand-in records the hooks
+    # the handler registers so the test can run them the way a restore does.
+    (tmp_path / "snapshot_restore_py.py").write_text(
+        "AFTER_RESTORE = []\n"
+        "def register_after_restore(fn, *args, **kwargs):\n"
+        "    AFTER_RESTORE.append(fn)\n"
+        "    return fn\n"
+    )
+    recorder = S3Recorder(moto_endpoint)
+    try:
+        env = cold_start_env(s3_bucket, recorder.url)
+        env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env['PYTHONPATH']}"
+        result = subprocess.run(
+            [sys.executable, "-c", RESTORE],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": 404}
+        signed = [
+            h.get("Authorization", h.get("authorization", "")) for _, _, h, _ in recorder.requests
+        ]
+        assert "Credential=testing/" in signed[0]  # the cold start's check
+        assert "Credential=RESTOREDKEY/" in signed[-1]  # the request after the restore
+    finally:
+        recorder.close()
