@@ -28,15 +28,21 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
-from fastapi import FastAPI, Form, Query, Request
+from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import HTMLResponse, Response
 
 from hitl_sdk import _answers
-from hitl_sdk._codecs import codec_for
-from hitl_sdk._errors import AlreadyAnswered, ConfigError, EventExpired, InvalidValue
+from hitl_sdk._errors import (
+    AlreadyAnswered,
+    ConfigError,
+    EventCancelled,
+    EventExpired,
+    InvalidValue,
+)
 from hitl_sdk._models import LINK_HOLDER, DecisionRecord, Status
 from hitl_sdk._store import Store
+from hitl_sdk._types import FormFields, codec_of
 
 from . import http_errors, pages
 from .middleware import (
@@ -61,6 +67,8 @@ class JsonAnswer(BaseModel):
     token: str | None = None
     data_type: str | None = None
     comment: str | None = None
+    # An approval's reason (approve/reject gates only).
+    reason: str | None = None
     # Sent by clients of the seed API. Accepted and ignored: the app derives every path
     # from the event id, so a client can never choose where an answer is written.
     response_path: Any = None
@@ -151,27 +159,33 @@ def _build(store: Store) -> FastAPI:
         if state.status is Status.ANSWERED and state.decision is not None:
             return pages.render(request.scope, "answered.html", 200, **_decided(state))
         if state.status is not Status.PENDING:
-            status, _ = http_errors.status_for(EventExpired(""))
-            return pages.render(request.scope, "closed.html", status, event=state.event)
+            return _closed(request, state)
         return _form(request, state, token, reviewer, action="../submit")
 
     @app.post("/submit", response_class=HTMLResponse)
-    async def submit_form(
-        request: Request,
-        request_id: str = Form(""),
-        token: str = Form(""),
-        value: str | None = Form(None),
-        comment: str | None = Form(None),
-    ) -> Response:
-        return await blocking(form_answer, request, request_id, token, value, comment)
+    async def submit_form(request: Request) -> Response:
+        form = await request.form()
+        fields = {k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form}
+        return await blocking(form_answer, request, fields)
 
-    def form_answer(
-        request: Request, request_id: str, token: str, value: str | None, comment: str | None
-    ) -> Response:
-        # Empty fields arrive as None; an empty answer is "", which the codec judges.
-        raw = "" if value is None else value
+    def form_answer(request: Request, fields: dict[str, list[str]]) -> Response:
+        def one(name: str) -> str:
+            return fields.get(name, [""])[-1]
+
+        request_id, token = one("request_id"), one("token")
+        comment, reason = fields.get("comment", [None])[-1], fields.get("reason", [None])[-1]
+        values = fields.get("value", [])
+        raw: str | list[str] | FormFields
+        if one("form") == "model":  # a model gate's fields, one input each ("f.<name>")
+            raw = FormFields({k[2:]: v for k, v in fields.items() if k.startswith("f.")})
+        else:
+            # One field is the answer's text; several a multi-select's picks; none is "",
+            # which the codec judges (an empty multi-select is no picks).
+            raw = values[0] if len(values) == 1 else (values or "")
         try:
-            done = _answers.submit(store, request_id, raw, via="form", token=token, comment=comment)
+            done = _answers.submit(
+                store, request_id, raw, via="form", token=token, comment=comment, reason=reason
+            )
         except InvalidValue as exc:
             # The token was checked before the value: show the form again with the error.
             state = _answers.load(store, request_id)
@@ -186,16 +200,15 @@ def _build(store: Store) -> FastAPI:
                 error=str(exc),
                 value=raw,
                 comment=comment or "",
+                reason=reason or "",
                 status=status,
             )
         except AlreadyAnswered as exc:
             state = _answers.load(store, request_id)
             status, _ = http_errors.status_for(exc)
             return pages.render(request.scope, "answered.html", status, **_decided(state))
-        except EventExpired as exc:
-            state = _answers.load(store, request_id)
-            status, _ = http_errors.status_for(exc)
-            return pages.render(request.scope, "closed.html", status, event=state.event)
+        except (EventExpired, EventCancelled):
+            return _closed(request, _answers.load(store, request_id))
         return pages.render(
             request.scope, "submitted.html", 200, event=done.event, decision=done.record
         )
@@ -213,6 +226,7 @@ def _build(store: Store) -> FastAPI:
             token=answer.token,
             comment=answer.comment,
             data_type=answer.data_type,
+            reason=answer.reason,
         )
         # A client's retry of the answer it gave (its first reply was lost) is no conflict.
         status = "already recorded" if done.repeated else "submitted"
@@ -231,6 +245,7 @@ def _build(store: Store) -> FastAPI:
             "name": event.name,
             "prompt": event.prompt,
             "data_type": event.data_type,
+            "answer_schema": event.answer_schema,
             "status": state.status.value,
             "created_at": event.created_at.isoformat(),
             "deadline": event.deadline.isoformat(),
@@ -248,8 +263,9 @@ def _form(
     *,
     action: str,
     error: str | None = None,
-    value: str = "",
+    value: str | list[str] | FormFields = "",
     comment: str = "",
+    reason: str = "",
     status: int = 200,
 ) -> Response:
     # action is relative so a stage prefix (/prod/form/... -> /prod/submit) keeps working:
@@ -259,13 +275,26 @@ def _form(
         "form.html",
         status,
         event=state.event,
-        codec=codec_for(state.event.data_type),
+        codec=codec_of(state.event.data_type, state.event.answer_schema),
+        picked=[value] if isinstance(value, str) else value,
+        sent=value if isinstance(value, FormFields) else None,
+        reason=reason,
         token=token,
         reviewer=None if reviewer == LINK_HOLDER else reviewer,
         action=action,
         error=error,
-        value=value,
+        value=value if isinstance(value, str) else "",
         comment=comment,
+    )
+
+
+def _closed(request: Request, state: _answers.EventState) -> Response:
+    """The page of a gate that takes no more answers: timed out, expired or cancelled."""
+    cancelled = state.status is Status.CANCELLED
+    error = EventCancelled("") if cancelled else EventExpired("")
+    status, _ = http_errors.status_for(error)
+    return pages.render(
+        request.scope, "closed.html", status, event=state.event, decision=state.decision
     )
 
 
@@ -281,4 +310,7 @@ def _decision_json(record: DecisionRecord) -> dict[str, Any]:
         "answered_at": record.answered_at.isoformat(),
         "via": record.via,
         "comment": record.comment,
+        # answered, timed_out (default_applied: the gate's default= stands) or cancelled
+        "outcome": record.status,
+        "default_applied": record.default_applied,
     }

@@ -20,6 +20,8 @@ import jinja2
 from starlette.responses import HTMLResponse
 from starlette.types import Scope
 
+from hitl_sdk._types import field_kind
+
 TEMPLATES = Path(__file__).parent / "templates"
 COMPILED = Path(__file__).parent / "templates_compiled"
 PAGES = ("form.html", "answered.html", "closed.html", "submitted.html", "error.html")
@@ -47,10 +49,85 @@ def shown(value: Any, data_type: str) -> str:
     """An answer as a reviewer reads it."""
     if data_type == "bool" and isinstance(value, bool):
         return "Approved" if value else "Rejected"
+    if data_type == "approval" and isinstance(value, dict):
+        verdict = "Approved" if value.get("approved") else "Rejected"
+        return f"{verdict}: {value['reason']}" if value.get("reason") else verdict
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) if value else "(none)"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {shown(v, '')}" for k, v in value.items())
     return "" if value is None else str(value)
 
 
+def model_fields(schema: dict[str, Any], sent: dict[str, list[str]] | None) -> list[dict[str, Any]]:
+    """A model gate's form fields, from its stored schema: label, kind, hint, what to show in
+    the input (the texts sent, when the form comes back with an error; else the default)."""
+    fields = []
+    required = set(schema.get("required", []))
+    for name, prop in schema.get("properties", {}).items():
+        kind, inner, optional = field_kind(prop)
+        default = prop.get("default")
+        if sent is not None:
+            texts = sent.get(name, [])
+        elif isinstance(default, list):
+            texts = [str(v) for v in default]
+        elif isinstance(default, bool):
+            texts = ["true"] if default else []
+        else:
+            texts = [] if default is None else [str(default)]
+        options = inner.get("enum") or inner.get("items", {}).get("enum") or []
+        low = inner.get("minimum", inner.get("exclusiveMinimum"))
+        fields.append(
+            {
+                "name": name,
+                "id": f"f-{name}",
+                "label": prop.get("title", name),
+                "kind": kind,
+                "required": name in required,
+                "optional": optional or name not in required,
+                "hint": " ".join(filter(None, [prop.get("description"), _limits(kind, inner)])),
+                "text": texts[-1] if texts else "",
+                "picked": texts,
+                "options": options,
+                "maxlength": inner.get("maxLength"),
+                # Phone keypads: "numeric"/"decimal" have no minus sign; offer it when needed.
+                "inputmode": _inputmode(kind, low),
+            }
+        )
+    return fields
+
+
+def _inputmode(kind: str, low: Any) -> str:
+    if kind not in ("integer", "number") or low is None or low < 0:
+        return "text"
+    return "numeric" if kind == "integer" else "decimal"
+
+
+def _limits(kind: str, schema: dict[str, Any]) -> str:
+    if kind in ("integer", "number"):
+        low, high = schema.get("minimum"), schema.get("maximum")
+        whole = "A whole number" if kind == "integer" else "A number"
+        if low is not None and high is not None:
+            return f"{whole} from {low} to {high}."
+        if low is not None:
+            return f"{whole}, at least {low}."
+        if high is not None:
+            return f"{whole}, at most {high}."
+        return f"{whole}."
+    if kind == "text":
+        parts = []
+        if schema.get("maxLength"):
+            parts.append(f"at most {schema['maxLength']} characters")
+        if schema.get("pattern"):
+            parts.append(f"matching {schema['pattern']}")
+        return ("Text, " + ", ".join(parts) + ".") if parts else ""
+    if kind == "choices":
+        return "Any of these."
+    return ""
+
+
 _env.filters["when"] = when
+_env.globals["model_fields"] = model_fields
 _env.globals["shown"] = shown
 _env.globals["input_modes"] = INPUT_MODES
 

@@ -20,6 +20,7 @@ from ._errors import (
     AlreadyAnswered,
     ConfigError,
     CorruptRecord,
+    EventCancelled,
     EventExpired,
     EventNotFound,
     EventTimeout,
@@ -34,8 +35,10 @@ from ._errors import (
     TransientStorageError,
 )
 from ._models import DecisionRecord, EventRecord, Status
+from ._types import Approval
 
 if TYPE_CHECKING:
+    from ._approval import approve
     from ._config import configure
     from ._event import Event, new_event
     from ._fanout import as_completed, wait_all
@@ -45,6 +48,7 @@ SUPPORTED_TYPES = tuple(codec.python_type for codec in CODECS.values())
 # What a task uses is imported on first use: the reviewer app imports this package for its
 # records and errors only, and its cold start should not pay for the waiting machinery.
 _LAZY = {
+    "approve": "._approval",
     "configure": "._config",
     "Event": "._event",
     "new_event": "._event",
@@ -75,10 +79,12 @@ def __dir__() -> list[str]:
 __all__ = [
     "SUPPORTED_TYPES",
     "AlreadyAnswered",
+    "Approval",
     "ConfigError",
     "CorruptRecord",
     "DecisionRecord",
     "Event",
+    "EventCancelled",
     "EventExpired",
     "EventNotFound",
     "EventRecord",
@@ -93,6 +99,7 @@ __all__ = [
     "StoreAccessDenied",
     "StoreNotFound",
     "TransientStorageError",
+    "approve",
     "as_completed",
     "configure",
     "new_event",

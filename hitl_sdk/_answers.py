@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._codecs import check_text, codec_for
+from ._codecs import check_text
 from ._errors import (
     AlreadyAnswered,
+    EventCancelled,
     EventExpired,
     EventNotFound,
     EventTimeout,
@@ -28,6 +29,7 @@ from ._errors import (
 from ._keys import EventKeys, match_digest, token_digest
 from ._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, Via, utcnow
 from ._store import Store
+from ._types import TypeSpec, codec_of
 
 MAX_COMMENT_CHARS = 2000
 # Reads that run beside another one (an event's decision while the event itself is read).
@@ -58,7 +60,9 @@ class EventState:
 
 def status_of(event: EventRecord, decision: DecisionRecord | None, now: datetime) -> Status:
     if decision is not None:
-        return Status.ANSWERED if decision.status == "answered" else Status.TIMED_OUT
+        return {"answered": Status.ANSWERED, "cancelled": Status.CANCELLED}.get(
+            decision.status, Status.TIMED_OUT
+        )
     return Status.EXPIRED if now >= event.deadline else Status.PENDING
 
 
@@ -125,6 +129,7 @@ def submit(
     operator: str | None = None,
     comment: str | None = None,
     data_type: str | None = None,
+    reason: str | None = None,
 ) -> Submission:
     """Answer an event once. The token is checked and names who answered, unless ``operator``
     names a person with direct store access (the CLI), who needs no link.
@@ -132,7 +137,10 @@ def submit(
     The same answer sent again by the same person (a retry after a lost reply) is not an
     error: it comes back as ``Submission(repeated=True)`` with the recorded decision.
 
-    Raises EventNotFound, InvalidToken, AlreadyAnswered, EventExpired or InvalidValue.
+    ``reason`` goes with an approval's approve/reject (``hitl.Approval`` gates only).
+
+    Raises EventNotFound, InvalidToken, AlreadyAnswered, EventExpired, EventCancelled or
+    InvalidValue.
     """
     # Two round trips for an answer: the event (token, type, deadline; none when the store has
     # read it before, as after the form was shown), then the exclusive create. The decision is
@@ -140,9 +148,14 @@ def submit(
     keys, event = _load_event(store, request_id)
     pending = EventState(keys, event, None, status_of(event, None, utcnow()))
     who = operator if operator is not None else authorize(store, pending, token)
-    codec = codec_for(event.data_type)
+    codec = codec_of(event.data_type, event.answer_schema)
     if data_type not in (None, "", codec.name):
         raise InvalidValue(f"this event takes {codec.name}, not {str(data_type)[:40]!r}")
+    if reason is not None and str(reason).strip():
+        if codec.name != "approval":
+            raise InvalidValue("a reason goes with approve/reject; for this gate use a comment")
+        if not isinstance(raw_value, dict):
+            raw_value = {"approved": raw_value, "reason": reason}
     if comment is not None:
         check_text(comment, "the comment")
         if len(comment) > MAX_COMMENT_CHARS:
@@ -187,6 +200,13 @@ def _refuse_closed(state: EventState) -> None:
             f"event {state.keys.request_id!r} was already answered by {d.answered_by} "
             f"at {d.answered_at:%Y-%m-%d %H:%M:%S} UTC; the first answer stands"
         )
+    if state.status is Status.CANCELLED and state.decision is not None:
+        d = state.decision
+        why = f": {d.comment}" if d.comment else ""
+        raise EventCancelled(
+            f"event {state.keys.request_id!r} was cancelled by {d.answered_by} at "
+            f"{d.answered_at:%Y-%m-%d %H:%M:%S} UTC{why}; it no longer takes answers"
+        )
     if state.status in (Status.TIMED_OUT, Status.EXPIRED):
         raise EventExpired(
             f"event {state.keys.request_id!r} expired at {state.event.deadline:%Y-%m-%d %H:%M:%S}"
@@ -194,11 +214,57 @@ def _refuse_closed(state: EventState) -> None:
         )
 
 
-def outcome(event: EventRecord, decision: DecisionRecord) -> Any:
-    """The typed value of a decision, or EventTimeout for a timed-out one."""
-    if decision.status == "timed_out":
+def outcome(event: EventRecord, decision: DecisionRecord, spec: TypeSpec | None = None) -> Any:
+    """The typed value of a decision (a timeout's default included); EventTimeout for a
+    timeout with no default, EventCancelled for a cancelled gate. ``spec`` (the task's own
+    type) makes the value the task's ``Enum`` member or model; without it, stored JSON
+    types."""
+    if decision.status == "cancelled":
+        why = f": {decision.comment}" if decision.comment else ""
+        raise EventCancelled(
+            f"event {event.name!r} ({event.request_id}) was cancelled by "
+            f"{decision.answered_by} at {decision.answered_at:%Y-%m-%d %H:%M:%S} UTC{why}"
+        )
+    if decision.status == "timed_out" and not decision.default_applied:
         raise EventTimeout(
             f"no answer to event {event.name!r} ({event.request_id}) by its deadline "
             f"{event.deadline:%Y-%m-%d %H:%M:%S} UTC ({event.timeout_seconds:g}s)"
         )
-    return codec_for(event.data_type).from_json(decision.value)
+    if spec is None:
+        if event.answer_schema is None:
+            return codec_of(event.data_type, None).from_json(decision.value)
+        return decision.value
+    value = spec.value(decision.value)
+    if event.data_type == "approval":
+        by = "timeout (default applied)" if decision.default_applied else decision.answered_by
+        value = value.model_copy(update={"by": by, "at": decision.answered_at, "via": decision.via})
+    return value
+
+
+def cancel(
+    store: Store, request_id: object, *, by: str, reason: str | None = None, via: Via = "cli"
+) -> DecisionRecord:
+    """Close a gate with a terminal ``cancelled`` record (write-once, like every decision).
+    ``AlreadyAnswered`` / ``EventExpired`` / ``EventCancelled`` if it is closed already."""
+    keys, event = _load_event(store, request_id)
+    if reason is not None:
+        check_text(reason, "the reason")
+        if len(reason) > MAX_COMMENT_CHARS:
+            raise InvalidValue(f"the reason is longer than {MAX_COMMENT_CHARS} characters")
+    record = DecisionRecord(
+        request_id=keys.request_id,
+        status="cancelled",
+        answered_by=by,
+        via=via,
+        comment=reason or None,
+    )
+    try:
+        store.create_decision(record)
+    except KeyExists as exc:
+        state = _with_decision(store, keys, event, exc.existing)
+        d = state.decision
+        if d is not None and d.status == "cancelled" and d.answered_by == by:
+            return d  # a retry of this very cancel
+        _refuse_closed(state)
+        raise
+    return record

@@ -12,6 +12,7 @@ working for code written against ``flyteplugins-hitl``::
     │   └── MissingToken                  no token at all (the app answers 401, not 403)
     ├── AlreadyAnswered                   the event has its terminal record already
     ├── EventExpired                      an answer arrived after the deadline
+    ├── EventCancelled                    the gate was cancelled (wait() and answers)
     ├── EventTimeout(TimeoutError)        wait() passed the deadline with no answer
     └── StorageError(OSError)             anything the store could not do
         ├── StoreNotFound                 the bucket or folder does not exist
@@ -62,6 +63,11 @@ class AlreadyAnswered(HitlError):
 
 class EventExpired(HitlError):
     """The event's deadline has passed; it no longer takes answers."""
+
+
+class EventCancelled(HitlError):
+    """The gate was cancelled (``event.cancel()``, ``hitl cancel``): ``wait()`` raises this,
+    and an answer to it is refused."""
 
 
 class EventTimeout(HitlError, TimeoutError):

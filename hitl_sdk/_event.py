@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
-from . import _announce, _config, _flyte
+from . import _announce, _answers, _config, _flyte
 from ._answers import outcome
 from ._codecs import check_text, codec_for
 from ._errors import (
@@ -33,6 +33,7 @@ from ._keys import EventKeys, new_token, token_digest
 from ._models import DecisionRecord, EventRecord, GrantRecord, utcnow
 from ._poller import poller
 from ._store import Store
+from ._types import UNSET, RequireReason, TypeSpec, spec_for
 
 log = logging.getLogger("hitl")
 
@@ -113,6 +114,7 @@ class _Opening:
 
     record: EventRecord
     tokens: dict[str, str]
+    spec: TypeSpec
 
 
 def _plan(
@@ -125,14 +127,24 @@ def _plan(
     reviewers: Sequence[str] | None,
     details: str | None,
     if_changed: str,
+    default: Any = UNSET,
+    require_reason: RequireReason = "reject",
 ) -> _Opening:
     _check_options(name, scope, prompt, details, timeout_seconds, poll_interval_seconds)
     if if_changed not in IF_CHANGED:
         raise ConfigError(f"if_changed must be one of {', '.join(IF_CHANGED)}, not {if_changed!r}")
-    codec = codec_for(data_type)
+    spec = spec_for(data_type, require_reason=require_reason)
+    stored_default = None
+    if default is not UNSET:
+        try:
+            stored_default = spec.to_json(default)
+        except InvalidValue as exc:
+            raise ConfigError(
+                f"default={default!r} is not a valid answer to this gate ({spec.name}): {exc}"
+            ) from None
     tokens = _tokens_for(reviewers)
     run_id = _flyte.run_name() or _config.run_id()
-    fingerprint = question_fingerprint(codec.name, prompt, details)
+    fingerprint = question_fingerprint(spec.name, prompt, details, spec.schema)
     # With if_changed="new" the question is part of the gate's identity: another question
     # is another gate, the same question (a retry) the same gate.
     identity = name if if_changed == "error" else f"{name}\x00{fingerprint}"
@@ -143,7 +155,10 @@ def _plan(
         run_id=run_id,
         name=name,
         scope=scope,
-        data_type=codec.name,
+        data_type=spec.name,
+        answer_schema=spec.schema,
+        has_default=default is not UNSET,
+        default=stored_default,
         prompt=prompt,
         created_at=now,
         deadline=now + timedelta(seconds=timeout_seconds),
@@ -153,12 +168,17 @@ def _plan(
         details=details,
         fingerprint=fingerprint,
     )
-    return _Opening(record, tokens)
+    return _Opening(record, tokens, spec)
 
 
-def question_fingerprint(data_type: str, prompt: str, details: str | None) -> str:
+def question_fingerprint(
+    data_type: str, prompt: str, details: str | None, schema: dict[str, Any] | None = None
+) -> str:
     """SHA-256 of what a reviewer is shown and asked: the same question, the same digest."""
-    shown = json.dumps([data_type, prompt, details], ensure_ascii=False)
+    asked: list[Any] = [data_type, prompt, details]
+    if schema is not None:  # the choices offered are part of the question
+        asked.append(schema)
+    shown = json.dumps(asked, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(shown.encode()).hexdigest()
 
 
@@ -247,6 +267,7 @@ class NewEvent:
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
         if_changed: IfChanged = "error",
+        default: Any = UNSET,
     ) -> Event[T]: ...
 
     @overload
@@ -262,6 +283,7 @@ class NewEvent:
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
         if_changed: IfChanged = "error",
+        default: Any = UNSET,
     ) -> Event[Any]: ...
 
     def __call__(
@@ -276,6 +298,7 @@ class NewEvent:
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
         if_changed: IfChanged = "error",
+        default: Any = UNSET,
     ) -> Event[Any]:
         """Open a gate and return its ``Event`` (blocking; see ``aio`` in a running loop)."""
         opening = _plan(
@@ -288,10 +311,12 @@ class NewEvent:
             reviewers,
             details,
             if_changed,
+            default,
         )
         store = _config.get_store()
         record, decision = _open(store, opening)
-        return Event._opened(record, opening.tokens if decision is None else {}, store, decision)
+        tokens = opening.tokens if decision is None else {}
+        return Event._opened(record, tokens, store, decision, opening.spec)
 
     @overload
     async def aio(
@@ -306,6 +331,7 @@ class NewEvent:
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
         if_changed: IfChanged = "error",
+        default: Any = UNSET,
     ) -> Event[T]: ...
 
     @overload
@@ -321,6 +347,7 @@ class NewEvent:
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
         if_changed: IfChanged = "error",
+        default: Any = UNSET,
     ) -> Event[Any]: ...
 
     async def aio(
@@ -335,6 +362,7 @@ class NewEvent:
         reviewers: Sequence[str] | None = None,
         details: str | None = None,
         if_changed: IfChanged = "error",
+        default: Any = UNSET,
     ) -> Event[Any]:
         """``await hitl.new_event.aio(...)``: the same as ``new_event(...)``, for a running loop.
 
@@ -350,11 +378,12 @@ class NewEvent:
             reviewers,
             details,
             if_changed,
+            default,
         )
         store = _config.get_store()
         record, decision = await asyncio.to_thread(_open, store, opening)
         tokens = opening.tokens if decision is None else {}
-        event = Event._opened(record, tokens, store, decision)
+        event = Event._opened(record, tokens, store, decision, opening.spec)
         if event._report is not None:
             await event._report.flush_aio()
         return event
@@ -447,7 +476,13 @@ class Event(Generic[T]):
     #: the gate's panel in its Flyte task's report (None outside a Flyte task with a report)
     _report: _flyte.ReportPanel | None = None
 
-    def __init__(self, record: EventRecord, tokens: dict[str, str], store: Store) -> None:
+    def __init__(
+        self,
+        record: EventRecord,
+        tokens: dict[str, str],
+        store: Store,
+        spec: TypeSpec | None = None,
+    ) -> None:
         app_url = _config.settings().app_url
         self._record = record
         self._store = store
@@ -455,7 +490,12 @@ class Event(Generic[T]):
         self.name = record.name
         self.scope = record.scope
         self.prompt = record.prompt
-        self.data_type: type = codec_for(record.data_type).python_type
+        self._spec = spec
+        self.data_type: Any = (
+            spec.python_type
+            if spec is not None
+            else (object if record.answer_schema else codec_for(record.data_type).python_type)
+        )
         self.timeout_seconds = record.timeout_seconds
         self.poll_interval_seconds = record.poll_interval_seconds
         self.deadline = record.deadline
@@ -482,8 +522,9 @@ class Event(Generic[T]):
         tokens: dict[str, str],
         store: Store,
         decision: DecisionRecord | None = None,
+        spec: TypeSpec | None = None,
     ) -> Event[Any]:
-        event: Event[Any] = cls(record, tokens, store)
+        event: Event[Any] = cls(record, tokens, store, spec)
         event.closed_with = decision
         _announce.show_link_somewhere()
         for line in _announce.opening_lines(event, decision):
@@ -504,6 +545,14 @@ class Event(Generic[T]):
         if self._report is not None:
             self._report.show(_flyte.panel_html(self, decision))
         return self._report
+
+    def cancel(self, reason: str | None = None, *, by: str | None = None) -> None:
+        """Close the gate now with a terminal ``cancelled`` record: its link says so, and
+        ``wait()`` raises ``EventCancelled``. ``AlreadyAnswered`` (or ``EventExpired``) if it
+        was closed first; cancelling it again is no error."""
+        who = by or _operator_name()
+        record = _answers.cancel(self._store, self.request_id, by=who, reason=reason, via="sdk")
+        self._decided = record
 
     @property
     def token(self) -> str:
@@ -526,7 +575,7 @@ class Event(Generic[T]):
         """The answer (or the typed error), after showing it in the task report."""
         if (panel := self._show_decision(decision)) is not None:
             panel.flush()
-        result: T = outcome(self._record, decision)
+        result: T = outcome(self._record, decision, self._spec)
         return result
 
     def _wait(self) -> T:
@@ -541,5 +590,15 @@ class Event(Generic[T]):
             raise
         if (panel := self._show_decision(decision)) is not None:
             await panel.flush_aio()
-        result: T = outcome(self._record, decision)
+        result: T = outcome(self._record, decision, self._spec)
         return result
+
+
+def _operator_name() -> str:
+    """Who cancels from code: the OS user, as ``hitl cancel`` records it."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (some containers)
+        return "task"

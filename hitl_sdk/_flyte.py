@@ -136,6 +136,19 @@ def _state_html(event: Event[Any], decision: DecisionRecord | None) -> str:
             '<p data-hitl-state="pending"><strong>Waiting for an answer</strong> until '
             f"{html.escape(_utc(event.deadline))}.</p>"
         )
+    if decision.status == "cancelled":
+        why = f": {html.escape(decision.comment)}" if decision.comment else "."
+        return (
+            '<p data-hitl-state="cancelled"><strong>Cancelled</strong> by '
+            f"{html.escape(decision.answered_by)} at "
+            f"{html.escape(_utc(decision.answered_at))}{why}</p>"
+        )
+    if decision.status == "timed_out" and decision.default_applied:
+        return (
+            '<p data-hitl-state="timed_out"><strong>Timed out</strong>: no answer by '
+            f"{html.escape(_utc(event.deadline))}; the default applies: "
+            f"<code>{html.escape(json.dumps(decision.value))}</code>.</p>"
+        )
     if decision.status == "timed_out":
         return (
             '<p data-hitl-state="timed_out"><strong>Timed out</strong>: no answer by '
@@ -154,9 +167,9 @@ def _state_html(event: Event[Any], decision: DecisionRecord | None) -> str:
 
 def panel_html(event: Event[Any], decision: DecisionRecord | None = None) -> str:
     """The report panel of one gate: prompt, state, form link and JSON API call, all escaped."""
-    from ._codecs import codec_for
+    from ._types import codec_of
 
-    hint = codec_for(event._record.data_type).hint
+    hint = codec_of(event._record.data_type, event._record.answer_schema).hint
     link = html.escape(event.form_url)
     request_id = html.escape(event.request_id)
     details = event._record.details

@@ -32,6 +32,7 @@ class Status(str, Enum):
     PENDING = "pending"
     ANSWERED = "answered"
     TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
     EXPIRED = "expired"
 
 
@@ -68,6 +69,12 @@ class EventRecord(_Record):
     # SHA-256 hex digest of each link token -> reviewer name ("" for an anonymous link).
     token_digests: dict[str, str] = Field(default_factory=dict)
     details: str | None = None
+    # The answer's JSON Schema for choices and approvals (None for the scalar types): the app
+    # renders and validates from it and never imports task code.
+    answer_schema: dict[str, Any] | None = None
+    # default=: the answer (as stored) a timeout applies; has_default tells None from unset.
+    has_default: bool = False
+    default: Any = None
     # SHA-256 of what a reviewer sees (type, prompt, details): re-opening the gate with another
     # question is refused, so an answer is never returned for a question that was not asked.
     fingerprint: str = ""
@@ -79,10 +86,14 @@ class EventRecord(_Record):
 
 
 class DecisionRecord(_Record):
-    """The terminal record of an event: the answer, or the timeout. Written exactly once."""
+    """The terminal record of an event: the answer, the timeout or the cancellation. Written
+    exactly once. A timeout that applied the gate's default says so (``default_applied``): it
+    is never presented as a person's answer. A cancellation names who in ``answered_by`` and
+    the reason in ``comment``."""
 
     request_id: str
-    status: Literal["answered", "timed_out"]
+    status: Literal["answered", "timed_out", "cancelled"]
+    default_applied: bool = False
     value: Any = None
     answered_by: str = LINK_HOLDER
     answered_at: datetime = Field(default_factory=utcnow)

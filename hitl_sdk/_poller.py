@@ -42,8 +42,14 @@ def backoff_seconds(failures: int, poll_interval: float) -> float:
 
 
 def timeout_record(event: EventRecord) -> DecisionRecord:
+    """The timeout's terminal record; with the gate's ``default=`` applied, marked as such."""
     return DecisionRecord(
-        request_id=event.request_id, status="timed_out", answered_by="deadline", via="timeout"
+        request_id=event.request_id,
+        status="timed_out",
+        answered_by="deadline",
+        via="timeout",
+        value=event.default if event.has_default else None,
+        default_applied=event.has_default,
     )
 
 

@@ -7,6 +7,8 @@
     hitl list [--all]                               pending events, newest first
     hitl show ID                                    one event: record, state, answer
     hitl respond ID VALUE [--comment TEXT]          answer as an operator with store access
+    hitl respond ID approve|reject [--reason TEXT]  decide an approval gate
+    hitl cancel ID [--reason TEXT]                  close a gate nobody should answer now
 
 Every command takes ``--store URL`` (default ``HITL_STORE_URL``, else the local default
 store) and ``--endpoint-url URL`` for an S3-compatible service. ``main(argv)`` returns the
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _config, demo
-from ._answers import EventState, load, status_of, submit
+from ._answers import EventState, cancel, load, status_of, submit
 from ._cli_progress import wait_with_progress
 from ._cli_server import AppStartError, BackgroundApp, bind, build_app, serve_forever, url_of
 from ._cli_table import format_duration, format_time, printable, render_table
@@ -42,6 +44,7 @@ from ._errors import (
     AlreadyAnswered,
     ConfigError,
     CorruptRecord,
+    EventCancelled,
     EventExpired,
     EventNotFound,
     EventTimeout,
@@ -54,6 +57,7 @@ from ._event import Event
 from ._keys import EventKeys
 from ._models import DecisionRecord, EventRecord, Status, utcnow
 from ._store import Store, normalize_store_url
+from ._types import codec_of
 
 # First match wins, so subclasses come before their bases.
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
@@ -62,6 +66,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (InvalidValue, 4, "the value is not of the event's type"),
     (AlreadyAnswered, 5, "the event was already answered; the first answer stands"),
     (EventExpired, 6, "the event expired or timed out"),
+    (EventCancelled, 6, "the event was cancelled"),
     (EventTimeout, 6, ""),
     (StorageError, 7, "the store cannot be reached (missing bucket, access denied, network)"),
     (AppStartError, 8, "the reviewer app cannot start (port in use, 'app' extra missing)"),
@@ -193,7 +198,11 @@ def _event_states(store: Store, everything: bool) -> list[EventState]:
 
 
 def _value_text(decision: DecisionRecord | None) -> str:
-    if decision is None or decision.status != "answered":
+    if decision is None or decision.status == "cancelled":
+        return "-"
+    if decision.status == "timed_out":
+        if decision.default_applied:
+            return json.dumps(decision.value, ensure_ascii=False) + " (default, timed out)"
         return "-"
     return json.dumps(decision.value, ensure_ascii=False)
 
@@ -286,7 +295,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("name", event.name),
         ("run", event.run_id),
         ("state", status),
-        ("type", f"{event.data_type}: {codec_for(event.data_type).hint}"),
+        ("type", f"{event.data_type}: {codec_of(event.data_type, event.answer_schema).hint}"),
         ("prompt", event.prompt),
     ]
     if event.details:
@@ -305,6 +314,23 @@ def cmd_show(args: argparse.Namespace) -> int:
         ]
         if decision.comment:
             fields.append(("comment", decision.comment))
+    elif decision is not None and decision.status == "cancelled":
+        why = f": {decision.comment}" if decision.comment else ""
+        fields.append(
+            (
+                "answer",
+                f"none: cancelled by {decision.answered_by} at "
+                f"{format_time(decision.answered_at)}{why}",
+            )
+        )
+    elif decision is not None and decision.default_applied:
+        fields.append(
+            (
+                "answer",
+                f"{_value_text(decision)}: nobody answered by the deadline "
+                f"({format_time(decision.answered_at)}); the gate's default applies",
+            )
+        )
     elif decision is not None:
         fields.append(("answer", f"none: timed out, recorded {format_time(decision.answered_at)}"))
     elif state.status is Status.EXPIRED:
@@ -337,12 +363,26 @@ def cmd_respond(args: argparse.Namespace) -> int:
         via="cli",
         operator=_operator(args.operator),
         comment=args.comment,
+        reason=args.reason,
     )
     record = done.record
     what = "already recorded" if done.repeated else "answered"
     say(
         f"{what} {record.request_id}: {_value_text(record)} "
         f"(by {record.answered_by} via {record.via} at {format_time(record.answered_at)})"
+    )
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    record = cancel(
+        store, resolve_id(store, args.id), by=_operator(args.operator), reason=args.reason
+    )
+    why = f": {record.comment}" if record.comment else ""
+    say(
+        f"cancelled {record.request_id} (by {record.answered_by} at "
+        f"{format_time(record.answered_at)}){why}"
     )
     return 0
 
@@ -561,10 +601,27 @@ def build_parser() -> argparse.ArgumentParser:
     respond.add_argument("value", metavar="VALUE", help="the answer, e.g. true, 42, 0.5, text")
     respond.add_argument("--comment", metavar="TEXT", help="a note kept with the answer")
     respond.add_argument(
+        "--reason", metavar="TEXT", help="why (approval gates: VALUE is approve or reject)"
+    )
+    respond.add_argument(
         "--as",
         dest="operator",
         metavar="NAME",
         help="who answers (default: your login name)",
+    )
+
+    cancelling = command(
+        "cancel",
+        "Close a gate with a 'cancelled' record: its link says so and wait() raises "
+        "EventCancelled.",
+        cmd_cancel,
+    )
+    cancelling.add_argument(
+        "id", metavar="ID", help="the event's request id (from hitl list), or a unique prefix"
+    )
+    cancelling.add_argument("--reason", metavar="TEXT", help="why, shown to reviewers")
+    cancelling.add_argument(
+        "--as", dest="operator", metavar="NAME", help="who cancels (default: your login name)"
     )
     return parser
 

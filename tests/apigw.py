@@ -21,7 +21,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,15 +117,16 @@ def _looks_json(body: bytes | str | None) -> bool:
 
 
 def form_post_event(
-    fields: Mapping[str, str],
+    fields: Mapping[str, str] | Sequence[tuple[str, str]],
     *,
     path: str = "/submit",
     base64: bool = True,
     headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The browser's urlencoded form POST (base64 body by default, as API Gateway sends it)."""
+    """The browser's urlencoded form POST (base64 body by default, as API Gateway sends it).
+    ``fields`` may be pairs, for a name sent more than once (a multi-select's checkboxes)."""
     merged = {"content-type": "application/x-www-form-urlencoded", **(headers or {})}
-    body = urlencode(dict(fields))
+    body = urlencode(list(fields.items()) if isinstance(fields, Mapping) else list(fields))
     return apigw_event("POST", path, body=body, headers=merged, base64=base64, sample="form")
 
 

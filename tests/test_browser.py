@@ -173,3 +173,126 @@ def test_answered_link_shows_the_answer_not_the_form(page: Any) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "answered.png"), full_page=True)
     assert event.wait() is False
+
+
+# -- richer gates: choices, a multi-select, a model form, an approval --------------------------
+
+WIDTHS = {"desktop": 1200, "phone": 390}
+
+
+def _shots(page: Any, name: str) -> None:
+    """The page at desktop and phone width, saved as test-artifacts/<name>-<width>.png; no
+    sideways scrolling at either."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for label, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, (name, label)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 900, "height": 900})
+
+
+def test_reviewer_picks_a_choice_and_several_in_chromium(page: Any) -> None:
+    import enum
+    from typing import Annotated, Literal
+
+    from pydantic import Field
+
+    class Stage(enum.Enum):
+        CANARY = "canary"
+        HALF = "50%"
+        ALL = "everyone"
+
+    choice = hitl.new_event(
+        "rollout", Stage, prompt="Roll 1.4 out to whom?", poll_interval_seconds=0.05
+    )
+    page.goto(choice.form_url)
+    _shots(page, "choice")
+    page.get_by_label("50%").check()
+    page.get_by_role("button", name="Submit answer").click()
+    _confirmed(page)
+    assert choice.wait() is Stage.HALF
+
+    picks = Annotated[list[Literal["web", "api", "data", "ml"]], Field(min_length=1, max_length=2)]
+    multi = hitl.new_event(
+        "teams", picks, prompt="Which teams sign off?", poll_interval_seconds=0.05
+    )
+    page.goto(multi.form_url)
+    for team in ("web", "api", "ml"):
+        page.get_by_label(team).check()
+    page.get_by_role("button", name="Submit answer").click()
+    page.get_by_role("alert").wait_for()
+    assert "Pick at most 2" in page.get_by_role("alert").inner_text()
+    assert page.get_by_label("ml").is_checked()  # the picks are kept
+    _shots(page, "multi-select-error")
+    page.get_by_label("ml").uncheck()
+    page.get_by_role("button", name="Submit answer").click()
+    _confirmed(page)
+    assert multi.wait() == ["web", "api"]
+
+
+def test_reviewer_fills_a_model_form_in_chromium(page: Any) -> None:
+    import enum
+    from typing import Literal
+
+    from pydantic import BaseModel, Field
+
+    class Severity(enum.Enum):
+        LOW = "low"
+        HIGH = "high"
+
+    class Incident(BaseModel):
+        title: str = Field(max_length=60, description="One line for the changelog")
+        affected: int = Field(ge=0, le=1000, description="How many customers")
+        severity: Severity = Severity.LOW
+        teams: list[Literal["web", "api", "data"]] = []
+        customer_visible: bool = False
+
+    event = hitl.new_event(
+        "incident", Incident, prompt="Describe the incident", poll_interval_seconds=0.05
+    )
+    page.goto(event.form_url)
+    _shots(page, "model-form")
+    page.get_by_label("Title").fill("Checkout errors after deploy")
+    page.get_by_label("Affected").fill("5000")  # out of its constraint
+    page.get_by_label("high").check()
+    page.get_by_label("api").check()
+    page.get_by_label("Customer Visible").check()
+    page.get_by_role("button", name="Submit answer").click()
+    page.get_by_role("alert").wait_for()
+    assert "Affected: must be at most 1000" in page.get_by_role("alert").inner_text()
+    # Everything typed and ticked is still there.
+    assert page.get_by_label("Title").input_value() == "Checkout errors after deploy"
+    assert page.get_by_label("Affected").input_value() == "5000"
+    assert page.get_by_label("high").is_checked() and page.get_by_label("api").is_checked()
+    assert page.get_by_label("Customer Visible").is_checked()
+    _shots(page, "model-form-error")
+    page.get_by_label("Affected").fill("120")
+    page.get_by_role("button", name="Submit answer").click()
+    _confirmed(page)
+    assert event.wait() == Incident(
+        title="Checkout errors after deploy",
+        affected=120,
+        severity=Severity.HIGH,
+        teams=["api"],
+        customer_visible=True,
+    )
+
+
+def test_reviewer_rejects_an_approval_with_a_reason_in_chromium(page: Any) -> None:
+    event = hitl.approve.open(
+        "deploy", "Ship 1.4 to production?", require_reason="reject", poll_interval_seconds=0.05
+    )
+    page.goto(event.form_url)
+    _shots(page, "approval")
+    page.get_by_role("button", name="Reject").click()  # no reason: refused by the server
+    page.get_by_role("alert").wait_for()
+    assert "reason is required to reject" in page.get_by_role("alert").inner_text()
+    _shots(page, "approval-error")
+    page.get_by_label("Reason").fill("The canary error rate doubled.")
+    page.get_by_role("button", name="Reject").click()
+    _confirmed(page)
+    assert "Rejected: The canary error rate doubled." in page.locator("#answer").inner_text()
+    _shots(page, "approval-done")
+    approval = event.wait()
+    assert not approval.approved and approval.reason == "The canary error rate doubled."
+    assert approval.via == "form"
