@@ -27,10 +27,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from hitl_sdk import _answers
 from hitl_sdk._errors import (
@@ -150,12 +151,18 @@ def _build(store: Store) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/form/{request_id}", response_class=HTMLResponse)
-    async def show_form(request: Request, request_id: str, token: str = Query("")) -> Response:
-        return await blocking(form_page, request, request_id, token)
+    async def show_form(
+        request: Request, request_id: str, token: str = Query(""), done: str = Query("")
+    ) -> Response:
+        return await blocking(form_page, request, request_id, token, done)
 
-    def form_page(request: Request, request_id: str, token: str) -> Response:
+    def form_page(request: Request, request_id: str, token: str, done: str = "") -> Response:
         state = _answers.load(store, request_id)
         reviewer = _answers.authorize(store, state, token)
+        d = state.decision
+        if done and d is not None and d.status == "answered" and d.answered_by == reviewer:
+            # Where the form's POST redirects (303): the reviewer's own answer, thanked.
+            return pages.render(request.scope, "submitted.html", 200, event=state.event, decision=d)
         if state.status is Status.ANSWERED and state.decision is not None:
             return pages.render(request.scope, "answered.html", 200, **_decided(state))
         if state.status is not Status.PENDING:
@@ -183,7 +190,7 @@ def _build(store: Store) -> FastAPI:
             # which the codec judges (an empty multi-select is no picks).
             raw = values[0] if len(values) == 1 else (values or "")
         try:
-            done = _answers.submit(
+            _answers.submit(
                 store, request_id, raw, via="form", token=token, comment=comment, reason=reason
             )
         except InvalidValue as exc:
@@ -209,9 +216,10 @@ def _build(store: Store) -> FastAPI:
             return pages.render(request.scope, "answered.html", status, **_decided(state))
         except (EventExpired, EventCancelled):
             return _closed(request, _answers.load(store, request_id))
-        return pages.render(
-            request.scope, "submitted.html", 200, event=done.event, decision=done.record
-        )
+        # 303 to the result page: a refresh there shows the answer, it does not post again.
+        # Relative, so a stage prefix (/prod/submit -> /prod/form/...) keeps working.
+        query = urlencode({"token": token, "done": "1"})
+        return RedirectResponse(f"form/{quote(request_id, safe='')}?{query}", status_code=303)
 
     @app.post("/submit/json")
     async def submit_json(answer: JsonAnswer) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The reviewer's HTML pages: one Jinja2 environment (autoescaped), a few filters, render().
 
 Everything a task or a client wrote (name, prompt, details, values, comments) reaches the
-page only through autoescaped template variables, never through ``|safe``.
+page through autoescaped template variables, or as HTML built by ``hitl_sdk._evidence``
+(tables and markdown), which escapes every text it is given and renders no raw HTML.
 
 The Lambda package carries the templates compiled to Python modules (``templates_compiled/``,
 written by ``compile_templates`` at build time and byte-compiled with the rest): a cold start
@@ -12,14 +13,16 @@ templates are compiled on first use as usual.
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from starlette.responses import HTMLResponse
 from starlette.types import Scope
 
+from hitl_sdk._evidence import details_html, prompt_html
 from hitl_sdk._types import field_kind
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -37,12 +40,59 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
 )
 
-INPUT_MODES = {"int": "numeric", "float": "decimal", "str": "text"}
+# Phone keypads for "numeric" and "decimal" have no minus sign, and these numbers may be negative.
+INPUT_MODES = {"int": "text", "float": "text", "str": "text"}
 
 
 def when(moment: datetime) -> str:
     """A timestamp as reviewers read it: ``2026-11-25 14:46 UTC``."""
     return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+DEFAULT_PROMPT = "Please provide a value"
+
+
+def heading(event: Any) -> tuple[str, str]:
+    """The page's heading and the prompt text left under it: ``title=`` if the gate has one,
+    else the prompt's first line (the machine name only when the prompt says nothing)."""
+    if getattr(event, "title", None):
+        return event.title, event.prompt
+    first, _, rest = event.prompt.strip().partition("\n")
+    if getattr(event, "prompt_format", "text") == "markdown":
+        first = first.lstrip("#").strip()  # a markdown heading line becomes the page's
+    if not first or event.prompt == DEFAULT_PROMPT:
+        return event.name, event.prompt
+    if len(first) > 120:
+        return event.name, event.prompt
+    return first, rest.strip()
+
+
+def left(deadline: datetime, now: datetime | None = None) -> str:
+    """Time to a deadline as a reviewer reads it: "in 3 h 12 min", "in 45 s", "passed"."""
+    seconds = int((deadline - (now or datetime.now(timezone.utc))).total_seconds())
+    if seconds <= 0:
+        return "passed"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"in {days} d {hours} h" if hours else f"in {days} d"
+    if hours:
+        return f"in {hours} h {minutes} min" if minutes else f"in {hours} h"
+    if minutes:
+        return f"in {minutes} min"
+    return f"in {secs} s"
+
+
+def prompt_block(text: str, prompt_format: str) -> Markup:
+    """The prompt (or what is left of it under the heading) as HTML: escaped text, or
+    markdown rendered with raw HTML disabled (``hitl_sdk._evidence``)."""
+    return Markup(prompt_html(text, prompt_format))
+
+
+def evidence(event: Any) -> Markup:
+    """``details=`` as HTML: a table for mappings, else text (markdown when asked)."""
+    return Markup(details_html(event.details, event.prompt_format))
 
 
 def shown(value: Any, data_type: str) -> str:
@@ -85,7 +135,9 @@ def model_fields(schema: dict[str, Any], sent: dict[str, list[str]] | None) -> l
                 "kind": kind,
                 "required": name in required,
                 "optional": optional or name not in required,
-                "hint": " ".join(filter(None, [prop.get("description"), _limits(kind, inner)])),
+                "hint": " ".join(
+                    filter(None, [_sentence(prop.get("description")), _limits(kind, inner)])
+                ),
                 "text": texts[-1] if texts else "",
                 "picked": texts,
                 "options": options,
@@ -95,6 +147,13 @@ def model_fields(schema: dict[str, Any], sent: dict[str, list[str]] | None) -> l
             }
         )
     return fields
+
+
+def _sentence(text: object) -> str:
+    if not isinstance(text, str) or not text.strip():
+        return ""
+    text = text.strip()
+    return text if text[-1] in ".!?" else text + "."
 
 
 def _inputmode(kind: str, low: Any) -> str:
@@ -127,6 +186,10 @@ def _limits(kind: str, schema: dict[str, Any]) -> str:
 
 
 _env.filters["when"] = when
+_env.filters["left"] = left
+_env.globals["prompt_block"] = prompt_block
+_env.globals["evidence"] = evidence
+_env.globals["heading"] = heading
 _env.globals["model_fields"] = model_fields
 _env.globals["shown"] = shown
 _env.globals["input_modes"] = INPUT_MODES

@@ -20,6 +20,7 @@ from typing import Literal
 
 from ._errors import ConfigError
 from ._event import Event, _open, _Opening, _plan
+from ._evidence import Details
 from ._types import Approval, RequireReason
 
 OnTimeout = Literal["reject", "approve"]
@@ -36,7 +37,7 @@ def _planned(
     timeout_seconds: float,
     poll_interval_seconds: float,
     reviewers: Sequence[str] | None,
-    details: str | None,
+    details: Details | None,
 ) -> _Opening:
     if require_reason not in REQUIRE_REASON:
         raise ConfigError(
@@ -76,7 +77,7 @@ class Approve:
         timeout_seconds: float = 3600,
         poll_interval_seconds: float = 5,
         reviewers: Sequence[str] | None = None,
-        details: str | None = None,
+        details: Details | None = None,
     ) -> Approval:
         return self.open(
             name,
@@ -101,7 +102,7 @@ class Approve:
         timeout_seconds: float = 3600,
         poll_interval_seconds: float = 5,
         reviewers: Sequence[str] | None = None,
-        details: str | None = None,
+        details: Details | None = None,
     ) -> Approval:
         import asyncio
 
@@ -130,7 +131,7 @@ class Approve:
         timeout_seconds: float = 3600,
         poll_interval_seconds: float = 5,
         reviewers: Sequence[str] | None = None,
-        details: str | None = None,
+        details: Details | None = None,
     ) -> Event[Approval]:
         """Open the gate without waiting: its ``Event`` (``wait()`` returns the Approval)."""
         from . import _config

@@ -29,6 +29,7 @@ from ._errors import (
     QuestionChanged,
     StorageError,
 )
+from ._evidence import PROMPT_FORMATS, Details, PromptFormat, check_details, details_text
 from ._keys import EventKeys, new_token, token_digest
 from ._models import DecisionRecord, EventRecord, GrantRecord, utcnow
 from ._poller import poller
@@ -39,6 +40,7 @@ log = logging.getLogger("hitl")
 
 T = TypeVar("T")
 DEFAULT_PROMPT = "Please provide a value"
+MAX_TITLE_CHARS = 200
 IfChanged = Literal["error", "new"]
 IF_CHANGED: tuple[str, ...] = ("error", "new")
 # Bounds on what a gate may carry: the reviewer's page must fit Lambda's 6 MB response even
@@ -83,7 +85,8 @@ def _check_options(
     if scope != "run":
         raise ConfigError(f"scope {scope!r} is not supported: only scope='run' is")
     _check_text("prompt", prompt, MAX_PROMPT_CHARS)
-    _check_text("details", details, MAX_DETAILS_CHARS, optional=True)
+    if details is None or isinstance(details, str):
+        _check_text("details", details, MAX_DETAILS_CHARS, optional=True)
     for label, number, most in (
         ("timeout_seconds", timeout_seconds, MAX_TIMEOUT_SECONDS),
         ("poll_interval_seconds", poll, MAX_POLL_SECONDS),
@@ -125,14 +128,23 @@ def _plan(
     timeout_seconds: float,
     poll_interval_seconds: float,
     reviewers: Sequence[str] | None,
-    details: str | None,
+    details: Details | None,
     if_changed: str,
     default: Any = UNSET,
     require_reason: RequireReason = "reject",
+    title: str | None = None,
+    prompt_format: PromptFormat = "text",
 ) -> _Opening:
     _check_options(name, scope, prompt, details, timeout_seconds, poll_interval_seconds)
     if if_changed not in IF_CHANGED:
         raise ConfigError(f"if_changed must be one of {', '.join(IF_CHANGED)}, not {if_changed!r}")
+    if title is not None:
+        if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE_CHARS:
+            raise ConfigError(f"title must be text of 1 to {MAX_TITLE_CHARS} characters")
+        check_text(title, "the title")
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(f"prompt_format must be 'text' or 'markdown', not {prompt_format!r}")
+    details = check_details(details)
     spec = spec_for(data_type, require_reason=require_reason)
     stored_default = None
     if default is not UNSET:
@@ -144,7 +156,7 @@ def _plan(
             ) from None
     tokens = _tokens_for(reviewers)
     run_id = _flyte.run_name() or _config.run_id()
-    fingerprint = question_fingerprint(spec.name, prompt, details, spec.schema)
+    fingerprint = question_fingerprint(spec.name, prompt, details, spec.schema, prompt_format)
     # With if_changed="new" the question is part of the gate's identity: another question
     # is another gate, the same question (a retry) the same gate.
     identity = name if if_changed == "error" else f"{name}\x00{fingerprint}"
@@ -159,6 +171,8 @@ def _plan(
         answer_schema=spec.schema,
         has_default=default is not UNSET,
         default=stored_default,
+        title=title.strip() if title else None,
+        prompt_format=prompt_format,
         prompt=prompt,
         created_at=now,
         deadline=now + timedelta(seconds=timeout_seconds),
@@ -172,12 +186,18 @@ def _plan(
 
 
 def question_fingerprint(
-    data_type: str, prompt: str, details: str | None, schema: dict[str, Any] | None = None
+    data_type: str,
+    prompt: str,
+    details: Details | None,
+    schema: dict[str, Any] | None = None,
+    prompt_format: str = "text",
 ) -> str:
     """SHA-256 of what a reviewer is shown and asked: the same question, the same digest."""
     asked: list[Any] = [data_type, prompt, details]
     if schema is not None:  # the choices offered are part of the question
         asked.append(schema)
+    if prompt_format != "text":  # so is how the prompt is shown
+        asked.append(prompt_format)
     shown = json.dumps(asked, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(shown.encode()).hexdigest()
 
@@ -204,8 +224,9 @@ def _refuse_foreign(existing: EventRecord, wanted: EventRecord) -> None:
         raise QuestionChanged(
             f"gate {wanted.name!r} of run {wanted.run_id!r} was opened with another question, "
             f"and an answer belongs to the question its reviewer saw. Before: prompt "
-            f"{_clip(existing.prompt)}, details {_clip(existing.details)}. Now: prompt "
-            f"{_clip(wanted.prompt)}, details {_clip(wanted.details)}. Give this question "
+            f"{_clip(existing.prompt)}, details {_clip(details_text(existing.details))}. "
+            f"Now: prompt {_clip(wanted.prompt)}, details "
+            f"{_clip(details_text(wanted.details))}. Give this question "
             "its own gate name, or pass if_changed='new' to open a new gate whenever the "
             "question changes (a prompt that embeds model output, for one)"
         )
@@ -265,9 +286,11 @@ class NewEvent:
         poll_interval_seconds: float = 5,
         *,
         reviewers: Sequence[str] | None = None,
-        details: str | None = None,
+        details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
+        title: str | None = None,
+        prompt_format: PromptFormat = "text",
     ) -> Event[T]: ...
 
     @overload
@@ -281,9 +304,11 @@ class NewEvent:
         poll_interval_seconds: float = 5,
         *,
         reviewers: Sequence[str] | None = None,
-        details: str | None = None,
+        details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
+        title: str | None = None,
+        prompt_format: PromptFormat = "text",
     ) -> Event[Any]: ...
 
     def __call__(
@@ -296,9 +321,11 @@ class NewEvent:
         poll_interval_seconds: float = 5,
         *,
         reviewers: Sequence[str] | None = None,
-        details: str | None = None,
+        details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
+        title: str | None = None,
+        prompt_format: PromptFormat = "text",
     ) -> Event[Any]:
         """Open a gate and return its ``Event`` (blocking; see ``aio`` in a running loop)."""
         opening = _plan(
@@ -312,6 +339,8 @@ class NewEvent:
             details,
             if_changed,
             default,
+            title=title,
+            prompt_format=prompt_format,
         )
         store = _config.get_store()
         record, decision = _open(store, opening)
@@ -329,9 +358,11 @@ class NewEvent:
         poll_interval_seconds: float = 5,
         *,
         reviewers: Sequence[str] | None = None,
-        details: str | None = None,
+        details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
+        title: str | None = None,
+        prompt_format: PromptFormat = "text",
     ) -> Event[T]: ...
 
     @overload
@@ -345,9 +376,11 @@ class NewEvent:
         poll_interval_seconds: float = 5,
         *,
         reviewers: Sequence[str] | None = None,
-        details: str | None = None,
+        details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
+        title: str | None = None,
+        prompt_format: PromptFormat = "text",
     ) -> Event[Any]: ...
 
     async def aio(
@@ -360,9 +393,11 @@ class NewEvent:
         poll_interval_seconds: float = 5,
         *,
         reviewers: Sequence[str] | None = None,
-        details: str | None = None,
+        details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
+        title: str | None = None,
+        prompt_format: PromptFormat = "text",
     ) -> Event[Any]:
         """``await hitl.new_event.aio(...)``: the same as ``new_event(...)``, for a running loop.
 
@@ -379,6 +414,8 @@ class NewEvent:
             details,
             if_changed,
             default,
+            title=title,
+            prompt_format=prompt_format,
         )
         store = _config.get_store()
         record, decision = await asyncio.to_thread(_open, store, opening)

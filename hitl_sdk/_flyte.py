@@ -165,6 +165,26 @@ def _state_html(event: Event[Any], decision: DecisionRecord | None) -> str:
     )
 
 
+# The panel, styled like the reviewer's form; nothing scrolls sideways on a phone (long links
+# and the curl line wrap; a wide table scrolls inside its own box).
+PANEL_STYLE = (
+    ".hitl-gate{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1d2330;"
+    "background:#fff;border:1px solid #dde1e8;border-radius:12px;padding:1rem 1.25rem;"
+    "margin:0 0 1rem;max-width:44rem;line-height:1.5;box-sizing:border-box;overflow-wrap:anywhere}"
+    ".hitl-gate h3{margin:0 0 .5rem;font-size:1.125rem}"
+    ".hitl-gate pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f5f7;"
+    "border:1px solid #dde1e8;border-radius:8px;padding:.625rem .75rem;font-size:.875rem}"
+    ".hitl-gate code{overflow-wrap:anywhere}.hitl-gate a{color:#2f5bd3}"
+    ".hitl-gate .table{overflow-x:auto;max-width:100%}"
+    ".hitl-gate table{border-collapse:collapse;font-size:.875rem}"
+    ".hitl-gate th,.hitl-gate td{border:1px solid #dde1e8;padding:.25rem .5rem;text-align:left;"
+    "vertical-align:top;overflow-wrap:anywhere;min-width:3.5rem}"
+    "[data-hitl-state=pending] strong{color:#2f5bd3}"
+    "[data-hitl-state=answered] strong{color:#17794a}"
+    "[data-hitl-state=timed_out] strong,[data-hitl-state=cancelled] strong{color:#b42318}"
+)
+
+
 def panel_html(event: Event[Any], decision: DecisionRecord | None = None) -> str:
     """The report panel of one gate: prompt, state, form link and JSON API call, all escaped."""
     from ._types import codec_of
@@ -172,8 +192,10 @@ def panel_html(event: Event[Any], decision: DecisionRecord | None = None) -> str
     hint = codec_of(event._record.data_type, event._record.answer_schema).hint
     link = html.escape(event.form_url)
     request_id = html.escape(event.request_id)
-    details = event._record.details
-    details_html = f"<pre>{html.escape(details)}</pre>" if details else ""
+    from ._evidence import details_html, prompt_html
+
+    record = event._record
+    evidence = details_html(record.details, record.prompt_format)
     # A closed gate's link and curl line would only lead to "already answered": drop them.
     answer_here = (
         f'<p>Form: <a class="hitl-form-link" href="{link}" target="_blank" '
@@ -186,9 +208,10 @@ def panel_html(event: Event[Any], decision: DecisionRecord | None = None) -> str
     )
     return (
         f'<section class="hitl-gate" data-hitl-request="{request_id}">'
-        f"<h3>Human input: {html.escape(event.name)}</h3>"
-        f'<p class="hitl-prompt">{html.escape(event.prompt)}</p>'
-        f"{details_html}"
+        f"<style>{PANEL_STYLE}</style>"
+        f"<h3>Human input: {html.escape(record.title or event.name)}</h3>"
+        f'<div class="hitl-prompt">{prompt_html(record.prompt, record.prompt_format)}</div>'
+        f"{evidence}"
         f"{_state_html(event, decision)}"
         f"{answer_here}"
         f"<p>Request id: <code>{request_id}</code></p>"

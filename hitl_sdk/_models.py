@@ -68,7 +68,12 @@ class EventRecord(_Record):
     poll_interval_seconds: float
     # SHA-256 hex digest of each link token -> reviewer name ("" for an anonymous link).
     token_digests: dict[str, str] = Field(default_factory=dict)
-    details: str | None = None
+    # Evidence: text, a mapping (two-column table) or a list of mappings (a table).
+    details: str | dict[str, Any] | list[dict[str, Any]] | None = None
+    # "markdown": the prompt and text details are rendered as CommonMark (raw HTML disabled).
+    prompt_format: Literal["text", "markdown"] = "text"
+    # The page's heading (else the prompt's first line).
+    title: str | None = None
     # The answer's JSON Schema for choices and approvals (None for the scalar types): the app
     # renders and validates from it and never imports task code.
     answer_schema: dict[str, Any] | None = None

@@ -54,6 +54,7 @@ from ._errors import (
     StorageError,
 )
 from ._event import Event
+from ._evidence import details_text
 from ._keys import EventKeys
 from ._models import DecisionRecord, EventRecord, Status, utcnow
 from ._store import Store, normalize_store_url
@@ -299,7 +300,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("prompt", event.prompt),
     ]
     if event.details:
-        fields.append(("details", event.details))
+        fields.append(("details", details_text(event.details)))
     fields += [
         ("created", format_time(event.created_at)),
         ("deadline", f"{format_time(event.deadline)} (timeout {event.timeout_seconds:g}s)"),

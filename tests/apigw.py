@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 EVENTS = Path(__file__).parent / "events"
 SAMPLES = {
@@ -212,3 +212,16 @@ def header(response: Mapping[str, Any], name: str) -> str | None:
         if key.lower() == wanted:
             return str(value)
     return None
+
+
+def follow(
+    handler: Handler, response: dict[str, Any], context: Any = None, posted_to: str = "/submit"
+) -> dict[str, Any]:
+    """Where a browser goes after the form's POST: its 303 ``Location`` (relative to the
+    ``/submit`` it came from, stage prefix included) fetched with a GET; other responses as
+    they are."""
+    if response["statusCode"] != 303:
+        return response
+    location = header(response, "location") or ""
+    target = urlsplit(urljoin(f"https://h{posted_to}", location))
+    return invoke(handler, apigw_event("GET", target.path, query=target.query), context)

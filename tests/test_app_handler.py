@@ -17,6 +17,7 @@ import pytest
 from apigw import (
     Handler,
     apigw_event,
+    follow,
     form_post_event,
     header,
     invoke,
@@ -146,7 +147,8 @@ def test_form_get_renders_the_prompt_hint_and_a_labelled_input(handler: Handler)
     assert header(page, "content-type") == "text/html; charset=utf-8"
     assert "Confidence threshold?" in html and "precision 0.91\nrecall 0.83" in html
     assert '<label for="value">' in html and 'id="value"' in html
-    assert 'inputmode="decimal"' in html
+    # Phone keypads for "numeric"/"decimal" have no minus sign: a plain keyboard.
+    assert 'inputmode="text"' in html
     assert hitl_hint(float) in html
     assert f'name="token" value="{event.token}"' in html
     assert 'action="../submit"' in html  # relative: a stage prefix keeps working
@@ -181,8 +183,12 @@ def test_form_post_records_the_answer_and_wait_returns_it_typed(
 ) -> None:
     event = _event(data_type, prompt="Your call")
 
-    page = invoke(handler, form_post_event(_fields(event, sent, comment="checked"), base64=base64))
-
+    posted = invoke(
+        handler, form_post_event(_fields(event, sent, comment="checked"), base64=base64)
+    )
+    # 303 to the result page, so a refresh there never posts the answer again.
+    assert posted["statusCode"] == 303, response_text(posted)
+    page = follow(handler, posted)
     assert page["statusCode"] == 200, response_text(page)
     html = response_text(page)
     assert "your answer was recorded" in html
@@ -216,7 +222,7 @@ def test_answered_link_shows_who_when_and_what_instead_of_the_form(handler: Hand
     answered = invoke(
         handler, form_post_event({"request_id": event.request_id, "token": bob, "value": "true"})
     )
-    assert answered["statusCode"] == 200
+    assert answered["statusCode"] == 303
 
     page = _form(handler, event)  # alice opens her link afterwards
 
@@ -271,7 +277,12 @@ def test_named_stage_prefix_routes_and_relative_links_stay_under_it(handler: Han
 
     post = form_post_event(_fields(event, "8"), path="/prod/submit")
     post["requestContext"]["stage"] = "prod"
-    assert invoke(handler, post)["statusCode"] == 200
+    posted = invoke(handler, post)
+    assert posted["statusCode"] == 303
+    location = header(posted, "location") or ""
+    assert urljoin("https://h/prod/submit", location).startswith(
+        f"https://h/prod/form/{event.request_id}?"
+    )
     assert event.wait() == 8
 
 

@@ -106,7 +106,10 @@ def test_reviewer_answers_int_float_str_and_bool_in_chromium(page: Any) -> None:
         reviewers=["alice"],
     )
     page.goto(bool_event.form_url)
-    assert page.get_by_role("heading", level=1).inner_text() == "bool_gate"
+    # The heading is the prompt's first line (or title=), not the machine name.
+    heading = page.get_by_role("heading", level=1).inner_text()
+    assert heading == "3 anomalies found in the nightly load. Approve for downstream processing?"
+    assert "(in 59 min)" in page.locator(".meta").inner_text()  # the deadline, relative too
     # The inline style is allowed by the CSP nonce: the buttons are styled, not browser default.
     approve = page.get_by_role("button", name="Approve")
     assert approve.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(23, 121, 74)"
@@ -296,3 +299,51 @@ def test_reviewer_rejects_an_approval_with_a_reason_in_chromium(page: Any) -> No
     approval = event.wait()
     assert not approval.approved and approval.reason == "The canary error rate doubled."
     assert approval.via == "form"
+
+
+def test_evidence_table_and_markdown_fit_a_phone_in_chromium(page: Any) -> None:
+    rows = [
+        {"check": "p95 latency", "before": "180 ms", "after": "212 ms", "verdict": "within budget"},
+        {"check": "error rate", "before": "0.10%", "after": "0.12%", "verdict": "within budget"},
+        {"check": "checkout_conversion_rate_mobile_web", "before": "3.1%", "after": "3.0%",
+         "verdict": "watch"},
+    ]  # fmt: skip
+    event = hitl.new_event(
+        "canary",
+        bool,
+        prompt="# Promote the canary?\n\nThe **canary** ran 2 h; see "
+        "[the dashboard](https://grafana.example/d/abc?orgId=1&from=now-2h&to=now).",
+        prompt_format="markdown",
+        details=rows,
+        poll_interval_seconds=0.05,
+    )
+    page.goto(event.form_url)
+    assert page.get_by_role("heading", level=1).inner_text() == "Promote the canary?"
+    assert page.locator("table th").count() == 4
+    _shots(page, "evidence")
+    page.get_by_role("button", name="Approve").click()
+    _confirmed(page)
+    assert event.wait() is True
+
+
+def test_flyte_report_panel_fits_a_phone_in_chromium(browser: Any, served_store: Any) -> None:
+    from hitl_sdk._flyte import panel_html
+
+    store_url, app_url = served_store
+    _config.configure(store_url=store_url, app_url=app_url, run_id=f"panel-{uuid.uuid4().hex[:6]}")
+    event = hitl.new_event(
+        "promote",
+        bool,
+        prompt="Promote build 2026.11.26-rc3 to production?",
+        details={"commit": "9f1c2ab", "tests": "1,204 passed", "owner": "release-bot"},
+    )
+    context = browser.new_context(viewport={"width": 390, "height": 900})
+    panel = context.new_page()
+    try:
+        panel.set_content(f"<!doctype html><meta charset=utf-8><body>{panel_html(event)}</body>")
+        _shots(panel, "flyte-panel")
+        # The curl line is whole and ready to paste: wrapped on screen, one command as text.
+        curl = panel.locator("pre.hitl-curl").inner_text()
+        assert curl.startswith("curl -X POST ") and event.token in curl
+    finally:
+        context.close()

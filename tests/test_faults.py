@@ -236,7 +236,7 @@ def test_waits_complete_through_throttling_drops_and_lost_replies(
         reopened = hitl.new_event(event.name, int, timeout_seconds=120, poll_interval_seconds=0.05)
         results[event.name] = reopened.wait()
 
-    threads = [threading.Thread(target=waiter, args=(e,)) for e in events]
+    threads = [threading.Thread(target=waiter, args=(e,), daemon=True) for e in events]
     for thread in threads:
         thread.start()
     for i, event in enumerate(events):

@@ -196,7 +196,7 @@ def test_workflow_resumes_with_the_answer_given_at_the_report_link(
         if channel == "form":
             fields = {"request_id": request_id, "token": token, "value": value}
             answer = invoke(handler, form_post_event(fields))
-            assert answer["statusCode"] == 200, text_of(answer)
+            assert answer["statusCode"] == 303, text_of(answer)
         else:
             # The report's curl line, run as API Gateway would receive it.
             argv = curl_line(panel)
@@ -266,7 +266,7 @@ def test_killed_gate_resumes_same_event_with_answer_given_meanwhile(
     # While the task is dead, the reviewer answers with the link sent before the crash.
     fields = {"request_id": request_id, "token": old_token, "value": "true"}
     answer = invoke(handler, form_post_event(fields))
-    assert answer["statusCode"] == 200, text_of(answer)
+    assert answer["statusCode"] == 303, text_of(answer)
 
     # The same run's task runs again: it finds the same event and the answer at once.
     monkeypatch.setattr(example, "POLL_SECONDS", 0.5)

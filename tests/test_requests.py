@@ -83,16 +83,17 @@ def test_waiting_gates_cost_one_list_per_run_per_cycle(
     gates = [g for run in runs for g in open_gates(s3_url, run, 40)]
     direct = direct_store(s3_url, moto_endpoint)  # answers are not counted, only the waiting
     results: list[int] = []
-    waiter = threading.Thread(target=lambda: results.extend(hitl.wait_all(gates)))
+    waiter = threading.Thread(target=lambda: results.extend(hitl.wait_all(gates)), daemon=True)
     counting.seen.clear()
     lists_before = poller().lists
     waiter.start()
     time.sleep(1.5)
-    waiting = kinds(counting.seen)
-    cycles = (poller().lists - lists_before) / len(runs)
+    counted = poller().lists - lists_before  # LISTs answered; the proxy may see one more run's
+    waiting = kinds(counting.seen)  # LIST already sent in the instant between the two reads
+    cycles = counted / len(runs)
     # Nothing but LISTs while nobody answers: one per run per cycle, for 80 gates.
     assert set(waiting) == {"LIST decisions"}, waiting
-    assert waiting["LIST decisions"] == poller().lists - lists_before
+    assert counted <= waiting["LIST decisions"] <= counted + len(runs), (waiting, counted)
     assert 3 <= cycles <= 1.5 / POLL + 2, cycles
     for i, gate in enumerate(gates):
         _answers.submit(direct, gate.request_id, str(i), via="cli", operator="t")
@@ -139,7 +140,7 @@ def test_as_completed_yields_each_gate_as_it_is_decided(s3_url: str, moto_endpoi
             time.sleep(0.3)
             _answers.submit(store, gates[i].request_id, str(i), via="cli", operator="t")
 
-    threading.Thread(target=answer).start()
+    threading.Thread(target=answer, daemon=True).start()
     seen = [(gate.name, gate.wait()) for gate in hitl.as_completed(gates)]
     assert seen == [(f"g{i}", i) for i in order]
 
@@ -167,7 +168,7 @@ def test_form_get_and_answer_post_make_the_designed_requests(
     assert count(form) == (200, Counter({"GET decisions": 1}))
     fields = {"request_id": event.request_id, "token": event.token, "value": "true"}
     # The reviewer's answer after the form: the exclusive create alone.
-    assert count(form_post_event(fields)) == (200, Counter({"PUT decisions": 1}))
+    assert count(form_post_event(fields)) == (303, Counter({"PUT decisions": 1}))
     # Answered already: the refused create; who answered is known (this app wrote it).
     again = json_post_event({**fields, "value": False})
     assert count(again) == (409, Counter({"PUT decisions": 1}))

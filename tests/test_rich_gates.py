@@ -72,14 +72,14 @@ def test_an_enum_choice_comes_back_as_the_member_and_many_options_as_a_select(
 ) -> None:
     colour = hitl.new_event("colour", Color)
     resp = post_form(handler, colour, ("value", "green"))
-    assert resp["statusCode"] == 200, response_text(resp)
+    assert resp["statusCode"] == 303, response_text(resp)
     assert colour.wait() is Color.GREEN
     region = hitl.new_event("region", Region)
     page = response_text(form(handler, region))
     assert '<select id="value" name="value"' in page and 'type="radio"' not in page
     refused = post_form(handler, region, ("value", "mars-1"))
     assert refused["statusCode"] == 400 and "not one of the options" in response_text(refused)
-    assert post_form(handler, region, ("value", "ap-south-1"))["statusCode"] == 200
+    assert post_form(handler, region, ("value", "ap-south-1"))["statusCode"] == 303
     assert region.wait() == "ap-south-1"
 
 
@@ -99,7 +99,7 @@ def test_a_multi_select_takes_a_list_within_its_bounds(s3_store: Store, handler:
     assert "Pick at least 1" in response_text(post_form(handler, event))
     assert answer(handler, event, ["red", "nope"])["statusCode"] == 400
     assert answer(handler, event, ["red", "red"])["statusCode"] == 400
-    assert post_form(handler, event, ("value", "red"), ("value", "blue"))["statusCode"] == 200
+    assert post_form(handler, event, ("value", "red"), ("value", "blue"))["statusCode"] == 303
     assert event.wait() == [Color.RED, Color.BLUE]
 
 
@@ -150,7 +150,7 @@ def test_a_model_gate_renders_its_fields_and_returns_the_model(
     missing = post_form(handler, event, *but("f.title", ""))
     assert "Title: this field is required" in response_text(missing)
     ok = post_form(handler, event, *sent)
-    assert ok["statusCode"] == 200, response_text(ok)
+    assert ok["statusCode"] == 303, response_text(ok)
     incident = event.wait()
     assert incident == Incident(
         title="Disk full", count=3, urgent=True, severity=Severity.HIGH,

@@ -136,7 +136,7 @@ def test_human_answer_and_timeout_race_one_wins(sdk_store: Store) -> None:
             except hitl.EventExpired:
                 box["answer"] = "refused"
 
-        thread = threading.Thread(target=answer)
+        thread = threading.Thread(target=answer, daemon=True)
         thread.start()
         try:
             waited = f"value {event.wait()}"
