@@ -25,7 +25,6 @@ its POST writes one. Median and p95 per request, ratio hitl / bare.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -42,6 +41,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BARE = ROOT / "build" / "bare-app"
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from lambda_package import _builder  # noqa: E402  (the one loader of the build script)
 
 BARE_APP = '''\
 """The baseline: FastAPI + Mangum + a boto3 client, one S3 request per route."""
@@ -110,16 +112,6 @@ sys.stdout.write(json.dumps(out) + "\\n")
 sys.stdout.flush()
 os._exit(0)
 """
-
-
-def _builder() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "build_lambda_package", ROOT / "infra" / "build_lambda_package.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def host_package() -> Path:

@@ -115,7 +115,9 @@ class Approve:
         store = _config.get_store()
         record, decision = await asyncio.to_thread(_open, store, opening)
         tokens = opening.tokens if decision is None else {}
-        event: Event[Approval] = Event._opened(record, tokens, store, decision, opening.spec)
+        event: Event[Approval] = Event._opened(
+            record, tokens, store, decision, opening.spec, opening
+        )
         if event._report is not None:
             await event._report.flush_aio()
         return await event.wait.aio()
@@ -143,7 +145,7 @@ class Approve:
         store = _config.get_store()
         record, decision = _open(store, opening)
         tokens = opening.tokens if decision is None else {}
-        return Event._opened(record, tokens, store, decision, opening.spec)
+        return Event._opened(record, tokens, store, decision, opening.spec, opening)
 
     def __repr__(self) -> str:
         return "<function hitl_sdk.approve>"

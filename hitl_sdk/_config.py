@@ -47,6 +47,7 @@ class Settings:
     store_url: str
     app_url: str
     run_id: str | None
+    notify: str | None = None  # HITL_NOTIFY: apprise URLs every gate notifies by default
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +55,7 @@ class Settings:
             store_url=os.environ.get("HITL_STORE_URL") or default_store_url(),
             app_url=_check_app_url(os.environ.get("HITL_APP_URL") or DEFAULT_APP_URL),
             run_id=os.environ.get("HITL_RUN_ID") or None,
+            notify=os.environ.get("HITL_NOTIFY") or None,
         )
 
 

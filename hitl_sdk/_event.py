@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
-from . import _announce, _answers, _config, _flyte
+from . import _announce, _answers, _config, _flyte, _notify
 from ._answers import outcome
 from ._codecs import check_text, codec_for
 from ._errors import (
@@ -32,6 +33,7 @@ from ._errors import (
 from ._evidence import PROMPT_FORMATS, Details, PromptFormat, check_details, details_text
 from ._keys import EventKeys, new_token, token_digest
 from ._models import DecisionRecord, EventRecord, GrantRecord, utcnow
+from ._notify import Reviewers, channels
 from ._poller import poller
 from ._store import Store
 from ._types import UNSET, RequireReason, TypeSpec, spec_for
@@ -99,7 +101,7 @@ def _check_options(
             )
 
 
-def _tokens_for(reviewers: Sequence[str] | None) -> dict[str, str]:
+def _tokens_for(reviewers: Reviewers | None) -> dict[str, str]:
     """One fresh token per reviewer (or one anonymous link): reviewer -> token."""
     if reviewers is None:
         return {"": new_token()}
@@ -118,6 +120,9 @@ class _Opening:
     record: EventRecord
     tokens: dict[str, str]
     spec: TypeSpec
+    # Apprise URLs (secrets: kept in this process only): the gate's, and each reviewer's own.
+    notify: list[str] = field(default_factory=list)
+    reviewer_channels: dict[str, str] = field(default_factory=dict)
 
 
 def _plan(
@@ -127,13 +132,14 @@ def _plan(
     prompt: str,
     timeout_seconds: float,
     poll_interval_seconds: float,
-    reviewers: Sequence[str] | None,
+    reviewers: Reviewers | None,
     details: Details | None,
     if_changed: str,
     default: Any = UNSET,
     require_reason: RequireReason = "reject",
     title: str | None = None,
     prompt_format: PromptFormat = "text",
+    notify: str | Sequence[str] | None = None,
 ) -> _Opening:
     _check_options(name, scope, prompt, details, timeout_seconds, poll_interval_seconds)
     if if_changed not in IF_CHANGED:
@@ -182,7 +188,27 @@ def _plan(
         details=details,
         fingerprint=fingerprint,
     )
-    return _Opening(record, tokens, spec)
+    gate_channels = channels(notify if notify is not None else _config.settings().notify)
+    own = _reviewer_channels(reviewers)
+    if (gate_channels or own) and importlib.util.find_spec("apprise") is None:
+        raise ConfigError(
+            "notifications need apprise: pip install 'hitl-gates[notify]' (or apprise)"
+        )
+    return _Opening(record, tokens, spec, gate_channels, own)
+
+
+def _reviewer_channels(reviewers: Reviewers | None) -> dict[str, str]:
+    """Each named reviewer's own channel, from ``reviewers={"alice": "mailto://..."}``."""
+    if not isinstance(reviewers, Mapping):
+        return {}
+    own: dict[str, str] = {}
+    for name, url in reviewers.items():
+        if url is not None:
+            urls = channels(url)
+            if len(urls) != 1:
+                raise ConfigError(f"reviewer {name!r} needs one channel URL, or None")
+            own[name] = urls[0]
+    return own
 
 
 def question_fingerprint(
@@ -285,12 +311,13 @@ class NewEvent:
         timeout_seconds: float = 3600,
         poll_interval_seconds: float = 5,
         *,
-        reviewers: Sequence[str] | None = None,
+        reviewers: Reviewers | None = None,
         details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
         title: str | None = None,
         prompt_format: PromptFormat = "text",
+        notify: str | Sequence[str] | None = None,
     ) -> Event[T]: ...
 
     @overload
@@ -303,12 +330,13 @@ class NewEvent:
         timeout_seconds: float = 3600,
         poll_interval_seconds: float = 5,
         *,
-        reviewers: Sequence[str] | None = None,
+        reviewers: Reviewers | None = None,
         details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
         title: str | None = None,
         prompt_format: PromptFormat = "text",
+        notify: str | Sequence[str] | None = None,
     ) -> Event[Any]: ...
 
     def __call__(
@@ -320,12 +348,13 @@ class NewEvent:
         timeout_seconds: float = 3600,
         poll_interval_seconds: float = 5,
         *,
-        reviewers: Sequence[str] | None = None,
+        reviewers: Reviewers | None = None,
         details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
         title: str | None = None,
         prompt_format: PromptFormat = "text",
+        notify: str | Sequence[str] | None = None,
     ) -> Event[Any]:
         """Open a gate and return its ``Event`` (blocking; see ``aio`` in a running loop)."""
         opening = _plan(
@@ -341,11 +370,12 @@ class NewEvent:
             default,
             title=title,
             prompt_format=prompt_format,
+            notify=notify,
         )
         store = _config.get_store()
         record, decision = _open(store, opening)
         tokens = opening.tokens if decision is None else {}
-        return Event._opened(record, tokens, store, decision, opening.spec)
+        return Event._opened(record, tokens, store, decision, opening.spec, opening)
 
     @overload
     async def aio(
@@ -357,12 +387,13 @@ class NewEvent:
         timeout_seconds: float = 3600,
         poll_interval_seconds: float = 5,
         *,
-        reviewers: Sequence[str] | None = None,
+        reviewers: Reviewers | None = None,
         details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
         title: str | None = None,
         prompt_format: PromptFormat = "text",
+        notify: str | Sequence[str] | None = None,
     ) -> Event[T]: ...
 
     @overload
@@ -375,12 +406,13 @@ class NewEvent:
         timeout_seconds: float = 3600,
         poll_interval_seconds: float = 5,
         *,
-        reviewers: Sequence[str] | None = None,
+        reviewers: Reviewers | None = None,
         details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
         title: str | None = None,
         prompt_format: PromptFormat = "text",
+        notify: str | Sequence[str] | None = None,
     ) -> Event[Any]: ...
 
     async def aio(
@@ -392,12 +424,13 @@ class NewEvent:
         timeout_seconds: float = 3600,
         poll_interval_seconds: float = 5,
         *,
-        reviewers: Sequence[str] | None = None,
+        reviewers: Reviewers | None = None,
         details: Details | None = None,
         if_changed: IfChanged = "error",
         default: Any = UNSET,
         title: str | None = None,
         prompt_format: PromptFormat = "text",
+        notify: str | Sequence[str] | None = None,
     ) -> Event[Any]:
         """``await hitl.new_event.aio(...)``: the same as ``new_event(...)``, for a running loop.
 
@@ -416,11 +449,12 @@ class NewEvent:
             default,
             title=title,
             prompt_format=prompt_format,
+            notify=notify,
         )
         store = _config.get_store()
         record, decision = await asyncio.to_thread(_open, store, opening)
         tokens = opening.tokens if decision is None else {}
-        event = Event._opened(record, tokens, store, decision, opening.spec)
+        event = Event._opened(record, tokens, store, decision, opening.spec, opening)
         if event._report is not None:
             await event._report.flush_aio()
         return event
@@ -550,6 +584,9 @@ class Event(Generic[T]):
         self.closed_with: DecisionRecord | None = None
         # The decision once a wait has seen it: later waits need no request.
         self._decided: DecisionRecord | None = None
+        # The gate's notify channels and each reviewer's own (secrets: never shown).
+        self._channels: tuple[list[str], dict[str, str]] = ([], {})
+        self._closing_sent = False
         self.wait: Wait[T] = Wait(self)
 
     @classmethod
@@ -560,8 +597,13 @@ class Event(Generic[T]):
         store: Store,
         decision: DecisionRecord | None = None,
         spec: TypeSpec | None = None,
+        opening: _Opening | None = None,
     ) -> Event[Any]:
         event: Event[Any] = cls(record, tokens, store, spec)
+        if opening is not None:
+            event._channels = (opening.notify, opening.reviewer_channels)
+            if decision is None and record is opening.record:  # opened now, not re-adopted
+                _notify.announce_open(record, event.links, *event._channels)
         event.closed_with = decision
         _announce.show_link_somewhere()
         for line in _announce.opening_lines(event, decision):
@@ -578,7 +620,12 @@ class Event(Generic[T]):
         return self.closed_with is not None
 
     def _show_decision(self, decision: DecisionRecord) -> _flyte.ReportPanel | None:
-        """Put the answer (or the timeout) in the task report; the panel to flush, if any."""
+        """Put the answer (or the timeout) in the task report, and tell the gate's channels
+        (once); the panel to flush, if any."""
+        gate, own = self._channels
+        if (gate or own) and not self._closing_sent and self.closed_with is None:
+            self._closing_sent = True
+            _notify.announce_close(self._record, decision, gate, own)
         if self._report is not None:
             self._report.show(_flyte.panel_html(self, decision))
         return self._report

@@ -48,6 +48,8 @@ NOT_FOR_THE_FUNCTION = {
     # the base URL for links a *task* mints; the app never mints links, and setting it from
     # the template would make the function depend on its own API (a circular reference)
     "HITL_APP_URL",
+    # the channels a waiting *task* notifies (secrets of the task's own); the app sends nothing
+    "HITL_NOTIFY",
 }
 
 

@@ -1,0 +1,251 @@
+"""Notifications: the waiting task tells people that a gate opened and how it closed.
+
+Channels are apprise URLs (Slack, Microsoft Teams, Discord, email, generic JSON webhooks and
+the rest): ``new_event(notify=...)`` (or ``HITL_NOTIFY``, several separated by spaces or
+commas) for the gate as a whole, and ``reviewers={"alice": "mailto://..."}`` for a named
+reviewer's own channel. The gate's channels get the prompt, the deadline and where to answer;
+a reviewer's personal link goes only to that reviewer's channel, never to a shared one.
+
+Channel URLs are secrets: they live in this process only (never in a record, a log line or a
+report); a log line names a channel by its kind ("json", "slack"). Sending happens on a small
+pool of threads of its own: a failing channel is retried once, a hanging one is given up after
+``cto``/``rto`` (connect/read timeouts, ``SEND_TIMEOUT_SECONDS`` each) for each attempt, and
+neither ever blocks, delays or fails the gate. At exit, messages still being sent get up to
+``EXIT_WAIT_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from urllib.parse import urlsplit
+
+from ._errors import ConfigError
+from ._models import DecisionRecord, EventRecord
+
+log = logging.getLogger("hitl")
+
+NOTIFY_VARIABLE = "HITL_NOTIFY"
+SEND_TIMEOUT_SECONDS = 4  # apprise's connect and read timeouts, per attempt
+RETRY_DELAY_SECONDS = 1.0
+EXIT_WAIT_SECONDS = 5.0
+
+Reviewers = Sequence[str] | Mapping[str, str | None]
+
+
+def channels(notify: object) -> list[str]:
+    """``notify=`` as a list of apprise URLs; ``ConfigError`` (naming no URL) if malformed."""
+    if notify is None:
+        return []
+    items = notify.replace(",", " ").split() if isinstance(notify, str) else notify
+    if not isinstance(items, Sequence) or not all(isinstance(u, str) for u in items):
+        raise ConfigError("notify must be an apprise URL or a list of them, such as 'json://host'")
+    urls = [u.strip() for u in items if u.strip()]
+    for index, url in enumerate(urls, 1):
+        if "://" not in url:
+            raise ConfigError(
+                f"notify channel {index} is not an apprise URL (scheme://...): see "
+                "https://appriseit.com for the URL of each service"
+            )
+        _remember_secret(url)
+    return urls
+
+
+def kind(url: str) -> str:
+    """What a log line may say of a channel: its scheme, nothing secret."""
+    return urlsplit(url).scheme or "channel"
+
+
+def _bounded(url: str) -> str:
+    """The URL with apprise's connect/read timeouts set, unless the user set them."""
+    query = urlsplit(url).query
+    extra = [f"{k}={SEND_TIMEOUT_SECONDS}" for k in ("cto", "rto") if f"{k}=" not in query]
+    if not extra:
+        return url
+    return url + ("&" if "?" in url else "?") + "&".join(extra)
+
+
+class Notifier:
+    """Sends messages on threads of its own; ``flush`` waits (bounded) for those in flight."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hitl-notify")
+        self._pending: set[Future[bool]] = set()
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.failed = 0
+
+    def send(self, urls: Sequence[str], title: str, body: str, what: str) -> Future[bool] | None:
+        """Queue ``title``/``body`` for ``urls``; returns at once."""
+        if not urls:
+            return None
+        future = self._pool.submit(self._deliver, list(urls), title, body, what)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[bool]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+        error = None if future.cancelled() else future.exception()
+        if error is not None:  # a bug or an apprise surprise: logged, never raised at the gate
+            log.warning("hitl: a notification could not be sent (%s)", type(error).__name__)
+
+    def _deliver(self, urls: list[str], title: str, body: str, what: str) -> bool:
+        import apprise
+
+        _hush_senders()
+
+        ok = True
+        for index, url in enumerate(urls, 1):
+            sender = apprise.Apprise()
+            if not sender.add(_bounded(url)):
+                log.warning(
+                    "hitl: %s: notify channel %d (%s) is not a URL apprise understands; skipped",
+                    what,
+                    index,
+                    kind(url),
+                )
+                ok = False
+                continue
+            for attempt in (1, 2):
+                if sender.notify(title=title, body=body):
+                    with self._lock:
+                        self.sent += 1
+                    break
+                if attempt == 1:
+                    time.sleep(RETRY_DELAY_SECONDS)
+            else:
+                with self._lock:
+                    self.failed += 1
+                ok = False
+                log.warning(
+                    "hitl: %s: notify channel %d (%s) failed twice; the gate is unaffected",
+                    what,
+                    index,
+                    kind(url),
+                )
+        return ok
+
+    def flush(self, timeout: float = EXIT_WAIT_SECONDS) -> bool:
+        """Wait up to ``timeout`` for messages in flight; True when none is left."""
+        with self._lock:
+            pending = list(self._pending)
+        if not pending:
+            return True
+        _, not_done = wait_futures(pending, timeout=timeout)
+        return not not_done
+
+
+_SECRETS: set[str] = set()  # parts of every channel URL seen by this process
+
+
+def _remember_secret(url: str) -> None:
+    """Note the parts of a channel URL that may show in an HTTP library's log line (its
+    address, the tokens in its path and query), so the filter below can drop those lines."""
+    parts = urlsplit(url)
+    pieces = [parts.netloc, parts.netloc.rsplit("@", 1)[-1]]
+    pieces += [p for p in parts.path.split("/") if len(p) >= 8]
+    pieces += [v for kv in parts.query.split("&") for v in kv.split("=")[1:] if len(v) >= 8]
+    _SECRETS.update(p for p in pieces if p)
+
+
+class _NoChannelSecrets(logging.Filter):
+    """Drops a log record of the HTTP and apprise libraries that names a channel: their debug
+    lines carry its address (a webhook's path holds its token). hitl logs its own line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record: judge its parts
+            text = f"{record.msg} {record.args}"
+        return not any(secret in text for secret in _SECRETS)
+
+
+_HUSHED = ("apprise", "urllib3.connectionpool", "urllib3.util.retry", "requests")
+_hush_lock = threading.Lock()
+_hushed = False
+
+
+def _hush_senders() -> None:
+    global _hushed
+    with _hush_lock:
+        if not _hushed:
+            logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)  # ours only
+            for name in _HUSHED:
+                logging.getLogger(name).addFilter(_NoChannelSecrets())
+            _hushed = True
+
+
+_notifier: Notifier | None = None
+_notifier_lock = threading.Lock()
+
+
+def notifier() -> Notifier:
+    global _notifier
+    with _notifier_lock:
+        if _notifier is None:
+            _notifier = Notifier()
+            atexit.register(_notifier.flush)
+        return _notifier
+
+
+# -- the messages ------------------------------------------------------------------------------
+
+
+def _heading(record: EventRecord) -> str:
+    if record.title:
+        return record.title
+    first = record.prompt.strip().splitlines()[0] if record.prompt.strip() else ""
+    return first.lstrip("#").strip()[:120] or record.name
+
+
+def announce_open(
+    record: EventRecord, links: Mapping[str, str], gate: list[str], own: Mapping[str, str]
+) -> None:
+    """The gate is open: its channels get the question and where to answer; each named
+    reviewer's own channel gets their personal link (and no shared channel ever does)."""
+    what = f"gate {record.name!r}"
+    title = f"Review needed: {_heading(record)}"
+    body = f"{record.prompt}\n\nAnswer by {record.deadline:%Y-%m-%d %H:%M} UTC."
+    anonymous = links.get("")
+    if anonymous:
+        shared = f"{body}\nAnswer here: {anonymous}"
+    else:
+        names = ", ".join(n for n in links if n)
+        shared = f"{body}\nPersonal links went to the named reviewers ({names})."
+    notifier().send(gate, title, shared, what)
+    for reviewer, url in own.items():
+        link = links.get(reviewer)
+        if link:
+            personal = (
+                f"{body}\nYour personal link (it answers as {reviewer}; do not forward it): {link}"
+            )
+            notifier().send([url], title, personal, what)
+
+
+def announce_close(
+    record: EventRecord, decision: DecisionRecord, gate: list[str], own: Mapping[str, str]
+) -> None:
+    """The gate closed: answered (by whom, what), timed out (a default applied?) or cancelled."""
+    import json
+
+    if decision.status == "answered":
+        value = json.dumps(decision.value, ensure_ascii=False)
+        text = f"Answered by {decision.answered_by}: {value}"
+    elif decision.status == "cancelled":
+        why = f": {decision.comment}" if decision.comment else ""
+        text = f"Cancelled by {decision.answered_by}{why}"
+    elif decision.default_applied:
+        value = json.dumps(decision.value, ensure_ascii=False)
+        text = f"Timed out with no answer; the default applies: {value}"
+    else:
+        text = "Timed out with no answer."
+    urls = list(dict.fromkeys([*gate, *own.values()]))
+    notifier().send(urls, f"Closed: {_heading(record)}", text, f"gate {record.name!r}")
