@@ -123,6 +123,7 @@ class _Opening:
     # Apprise URLs (secrets: kept in this process only): the gate's, and each reviewer's own.
     notify: list[str] = field(default_factory=list)
     reviewer_channels: dict[str, str] = field(default_factory=dict)
+    backup_channels: dict[str, str | None] = field(default_factory=dict)
 
 
 def _plan(
@@ -140,6 +141,9 @@ def _plan(
     title: str | None = None,
     prompt_format: PromptFormat = "text",
     notify: str | Sequence[str] | None = None,
+    remind_every: float | None = None,
+    escalate_after: float | None = None,
+    backups: Reviewers | None = None,
 ) -> _Opening:
     _check_options(name, scope, prompt, details, timeout_seconds, poll_interval_seconds)
     if if_changed not in IF_CHANGED:
@@ -151,6 +155,17 @@ def _plan(
     if prompt_format not in PROMPT_FORMATS:
         raise ConfigError(f"prompt_format must be 'text' or 'markdown', not {prompt_format!r}")
     details = check_details(details)
+    for label, seconds in (("remind_every", remind_every), ("escalate_after", escalate_after)):
+        if seconds is not None and (
+            not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0
+        ):
+            raise ConfigError(f"{label} must be a positive number of seconds, not {seconds!r}")
+    if escalate_after is not None and not backups:
+        raise ConfigError("escalate_after needs backups=: who the gate goes to, such as ['carol']")
+    backup_names = list(backups or [])
+    if set(backup_names) & set(reviewers or []):
+        raise ConfigError("a backup is already a reviewer of this gate")
+    _tokens_for(backups)  # the same rules as reviewers' names
     spec = spec_for(data_type, require_reason=require_reason)
     stored_default = None
     if default is not UNSET:
@@ -179,6 +194,9 @@ def _plan(
         default=stored_default,
         title=title.strip() if title else None,
         prompt_format=prompt_format,
+        remind_every=remind_every,
+        escalate_after=escalate_after,
+        backups=backup_names,
         prompt=prompt,
         created_at=now,
         deadline=now + timedelta(seconds=timeout_seconds),
@@ -190,11 +208,13 @@ def _plan(
     )
     gate_channels = channels(notify if notify is not None else _config.settings().notify)
     own = _reviewer_channels(reviewers)
+    backup_channels: dict[str, str | None] = dict.fromkeys(backup_names)
+    backup_channels.update(_reviewer_channels(backups))
     if (gate_channels or own) and importlib.util.find_spec("apprise") is None:
         raise ConfigError(
             "notifications need apprise: pip install 'hitl-gates[notify]' (or apprise)"
         )
-    return _Opening(record, tokens, spec, gate_channels, own)
+    return _Opening(record, tokens, spec, gate_channels, own, backup_channels)
 
 
 def _reviewer_channels(reviewers: Reviewers | None) -> dict[str, str]:
@@ -318,6 +338,9 @@ class NewEvent:
         title: str | None = None,
         prompt_format: PromptFormat = "text",
         notify: str | Sequence[str] | None = None,
+        remind_every: float | None = None,
+        escalate_after: float | None = None,
+        backups: Reviewers | None = None,
     ) -> Event[T]: ...
 
     @overload
@@ -337,6 +360,9 @@ class NewEvent:
         title: str | None = None,
         prompt_format: PromptFormat = "text",
         notify: str | Sequence[str] | None = None,
+        remind_every: float | None = None,
+        escalate_after: float | None = None,
+        backups: Reviewers | None = None,
     ) -> Event[Any]: ...
 
     def __call__(
@@ -355,6 +381,9 @@ class NewEvent:
         title: str | None = None,
         prompt_format: PromptFormat = "text",
         notify: str | Sequence[str] | None = None,
+        remind_every: float | None = None,
+        escalate_after: float | None = None,
+        backups: Reviewers | None = None,
     ) -> Event[Any]:
         """Open a gate and return its ``Event`` (blocking; see ``aio`` in a running loop)."""
         opening = _plan(
@@ -371,6 +400,9 @@ class NewEvent:
             title=title,
             prompt_format=prompt_format,
             notify=notify,
+            remind_every=remind_every,
+            escalate_after=escalate_after,
+            backups=backups,
         )
         store = _config.get_store()
         record, decision = _open(store, opening)
@@ -394,6 +426,9 @@ class NewEvent:
         title: str | None = None,
         prompt_format: PromptFormat = "text",
         notify: str | Sequence[str] | None = None,
+        remind_every: float | None = None,
+        escalate_after: float | None = None,
+        backups: Reviewers | None = None,
     ) -> Event[T]: ...
 
     @overload
@@ -413,6 +448,9 @@ class NewEvent:
         title: str | None = None,
         prompt_format: PromptFormat = "text",
         notify: str | Sequence[str] | None = None,
+        remind_every: float | None = None,
+        escalate_after: float | None = None,
+        backups: Reviewers | None = None,
     ) -> Event[Any]: ...
 
     async def aio(
@@ -431,6 +469,9 @@ class NewEvent:
         title: str | None = None,
         prompt_format: PromptFormat = "text",
         notify: str | Sequence[str] | None = None,
+        remind_every: float | None = None,
+        escalate_after: float | None = None,
+        backups: Reviewers | None = None,
     ) -> Event[Any]:
         """``await hitl.new_event.aio(...)``: the same as ``new_event(...)``, for a running loop.
 
@@ -450,6 +491,9 @@ class NewEvent:
             title=title,
             prompt_format=prompt_format,
             notify=notify,
+            remind_every=remind_every,
+            escalate_after=escalate_after,
+            backups=backups,
         )
         store = _config.get_store()
         record, decision = await asyncio.to_thread(_open, store, opening)
@@ -604,6 +648,8 @@ class Event(Generic[T]):
             event._channels = (opening.notify, opening.reviewer_channels)
             if decision is None and record is opening.record:  # opened now, not re-adopted
                 _notify.announce_open(record, event.links, *event._channels)
+            if decision is None:  # reminders and escalation ride on this process's poll loop
+                _notify.register(record, event.links, *event._channels, opening.backup_channels)
         event.closed_with = decision
         _announce.show_link_somewhere()
         for line in _announce.opening_lines(event, decision):

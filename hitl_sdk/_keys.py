@@ -6,6 +6,7 @@ request (a page per 1,000 keys)::
     runs/<run-key>/events/<event-key>.json           event record (write once)
     runs/<run-key>/decisions/<event-key>.json        terminal decision record (write once)
     runs/<run-key>/grants/<event-key>/<digest>.json  extra link tokens (write once)
+    runs/<run-key>/notices/<event-key>/<name>.json   reminders and escalations sent (write once)
     runs/<run-key>/votes/<event-key>/<reviewer>.json reserved: one vote per named reviewer
 
 A request id is ``<run-key>.<event-key>``; both halves are lowercase slugs with a hash
@@ -68,6 +69,10 @@ class EventKeys:
 
     def grant(self, digest: str) -> str:
         return f"{run_prefix(self.run_key)}/grants/{self.event_key}/{digest}.json"
+
+    def notice(self, name: str) -> str:
+        """A reminder or escalation that was sent (``remind-3``, ``escalate``)."""
+        return f"{run_prefix(self.run_key)}/notices/{self.event_key}/{name}.json"
 
 
 def run_prefix(run_key: str) -> str:

@@ -72,6 +72,12 @@ class EventRecord(_Record):
     details: str | dict[str, Any] | list[dict[str, Any]] | None = None
     # "markdown": the prompt and text details are rendered as CommonMark (raw HTML disabled).
     prompt_format: Literal["text", "markdown"] = "text"
+    # Reminders every remind_every seconds while open; escalation to the backups after
+    # escalate_after seconds (their links are minted then, as grants). Channels stay in the
+    # waiting task's memory: only the schedule and the backups' names are stored.
+    remind_every: float | None = None
+    escalate_after: float | None = None
+    backups: list[str] = Field(default_factory=list)
     # The page's heading (else the prompt's first line).
     title: str | None = None
     # The answer's JSON Schema for choices and approvals (None for the scalar types): the app
@@ -104,6 +110,16 @@ class DecisionRecord(_Record):
     answered_at: datetime = Field(default_factory=utcnow)
     via: Via
     comment: str | None = None
+
+
+class NoticeRecord(_Record):
+    """A reminder or an escalation that was sent: written once, so a restarted task (or a
+    second waiter) never sends it again."""
+
+    request_id: str
+    name: str
+    sent_at: datetime = Field(default_factory=utcnow)
+    to: list[str] = Field(default_factory=list)  # names, never channel URLs
 
 
 class GrantRecord(_Record):

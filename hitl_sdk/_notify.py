@@ -23,10 +23,16 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
 
 from ._errors import ConfigError
-from ._models import DecisionRecord, EventRecord
+from ._models import DecisionRecord, EventRecord, NoticeRecord
+
+if TYPE_CHECKING:
+    from ._store import Store
 
 log = logging.getLogger("hitl")
 
@@ -249,3 +255,119 @@ def announce_close(
         text = "Timed out with no answer."
     urls = list(dict.fromkeys([*gate, *own.values()]))
     notifier().send(urls, f"Closed: {_heading(record)}", text, f"gate {record.name!r}")
+
+
+# -- reminders and escalation, driven by the waiting task's poll loop --------------------------
+
+
+@dataclass
+class _Watched:
+    """What this process knows of an open gate's people: links and channels (secrets)."""
+
+    links: dict[str, str]
+    gate: list[str]
+    own: dict[str, str]
+    backups: dict[str, str | None]
+    done: set[str] = field(default_factory=set)
+
+
+_watched: dict[str, _Watched] = {}
+_watched_lock = threading.Lock()
+
+
+def register(
+    record: EventRecord,
+    links: Mapping[str, str],
+    gate: list[str],
+    own: Mapping[str, str],
+    backups: Mapping[str, str | None],
+) -> None:
+    """Remember an open gate's people for its reminders and escalation (this process only)."""
+    if record.remind_every is None and record.escalate_after is None:
+        return
+    with _watched_lock:
+        _watched[record.request_id] = _Watched(dict(links), list(gate), dict(own), dict(backups))
+
+
+def due(record: EventRecord, now: datetime) -> list[str]:
+    """The notices due now: the latest reminder (``remind-N``; missed ones are not sent late)
+    and the escalation."""
+    waited = (now - record.created_at).total_seconds()
+    names = []
+    if record.remind_every and waited >= record.remind_every:
+        names.append(f"remind-{int(waited // record.remind_every)}")
+    if record.escalate_after is not None and waited >= record.escalate_after:
+        names.append("escalate")
+    return names
+
+
+def tick(store: Store, record: EventRecord, now: datetime) -> None:
+    """Send what is due for an open gate, each notice claimed once in the store first (a
+    restarted task, or a second waiter, finds it claimed and sends nothing)."""
+    with _watched_lock:
+        known = _watched.get(record.request_id)
+    if known is None:
+        return
+    for name in due(record, now):
+        if name in known.done:
+            continue
+        known.done.add(name)
+        to = sorted(known.own) if name != "escalate" else sorted(known.backups)
+        if not store.create_notice(NoticeRecord(request_id=record.request_id, name=name, to=to)):
+            continue  # sent already (before a restart, or by another waiter)
+        if name == "escalate":
+            _escalate(store, record, known)
+        else:
+            _remind(record, known, name.split("-", 1)[1])
+
+
+def _remind(record: EventRecord, known: _Watched, number: str) -> None:
+    what = f"gate {record.name!r}"
+    title = f"Reminder {number}: {_heading(record)}"
+    deadline = f"{record.deadline:%Y-%m-%d %H:%M} UTC"
+    body = f"Still waiting for an answer.\n\n{record.prompt}\n\nAnswer by {deadline}."
+    anonymous = known.links.get("")
+    notifier().send(
+        known.gate, title, body + (f"\nAnswer here: {anonymous}" if anonymous else ""), what
+    )
+    for reviewer, url in known.own.items():
+        link = known.links.get(reviewer)
+        if link:
+            notifier().send([url], title, f"{body}\nYour personal link: {link}", what)
+
+
+def _escalate(store: Store, record: EventRecord, known: _Watched) -> None:
+    """Mint each backup's link (a grant, like any extra link) and tell them, and the gate."""
+    from ._keys import new_token, token_digest
+    from ._models import GrantRecord
+
+    app = record_app_url(known)
+    what = f"gate {record.name!r}"
+    title = f"Escalated to you: {_heading(record)}"
+    for name, url in known.backups.items():
+        token = new_token()
+        store.create_grant(
+            token_digest(token), GrantRecord(request_id=record.request_id, reviewer=name)
+        )
+        link = f"{app}/form/{quote(record.request_id)}?token={quote(token)}"
+        known.links[name] = link
+        if url:
+            body = (
+                f"{record.prompt}\n\nNobody has answered yet; you are the backup.\nAnswer by "
+                f"{record.deadline:%Y-%m-%d %H:%M} UTC.\nYour personal link (it answers as "
+                f"{name}; do not forward it): {link}"
+            )
+            notifier().send([url], title, body, what)
+        else:
+            log.info("hitl: gate %r escalated to %s: %s", record.name, name, link)
+    names = ", ".join(known.backups)
+    notifier().send(known.gate, f"Escalated: {_heading(record)}", f"Escalated to {names}.", what)
+
+
+def record_app_url(known: _Watched) -> str:
+    """The app's base URL, from a link this process minted (the settings may have changed)."""
+    for link in known.links.values():
+        return link.split("/form/", 1)[0]
+    from . import _config
+
+    return _config.settings().app_url

@@ -22,6 +22,7 @@ import time
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from . import _notify
 from ._errors import HitlError, KeyExists, TransientStorageError
 from ._keys import EventKeys
 from ._models import DecisionRecord, EventRecord, utcnow
@@ -39,6 +40,16 @@ def backoff_seconds(failures: int, poll_interval: float) -> float:
     """How long to wait after the ``failures``-th transient failure in a row (jittered)."""
     doubling = 2 ** min(failures - 1, 30)  # capped: 2**1000 would overflow a float
     return float(min(MAX_BACKOFF_SECONDS, poll_interval * doubling) * random.uniform(0.5, 1.0))
+
+
+def _remind(watch: _Watch) -> None:
+    """Reminders and escalation due for an open gate; their trouble never stops the wait."""
+    try:
+        _notify.tick(watch.store, watch.event, utcnow())
+    except TransientStorageError:
+        pass  # the next cycle claims it again
+    except Exception as exc:
+        log.warning("hitl: reminder for gate %r not sent: %s", watch.event.name, exc)
 
 
 def timeout_record(event: EventRecord) -> DecisionRecord:
@@ -159,6 +170,9 @@ class Poller:
                 list(self._readers.map(lambda w: self._check(run, w, decided), due))
             elif due:
                 self._check(run, due[0], decided)
+            for watch in watches:  # still open: reminders and escalation due (usually none)
+                if watch not in due:
+                    _remind(watch)
             run.failures, run.retry_at = 0, 0.0
         except TransientStorageError as exc:
             run.failures += 1

@@ -31,7 +31,7 @@ from ._errors import (
     TransientStorageError,
 )
 from ._keys import KEY_PART_RE, REQUEST_ID_RE, EventKeys, decisions_prefix, run_prefix
-from ._models import DecisionRecord, EventRecord, GrantRecord, _Record
+from ._models import DecisionRecord, EventRecord, GrantRecord, NoticeRecord, _Record
 from ._objects import REQUEST_S3_CONFIG, FsspecObjects, Objects, S3Objects, is_missing_bucket
 
 if TYPE_CHECKING:
@@ -177,6 +177,19 @@ class Store:
 
     def get_decision(self, keys: EventKeys) -> DecisionRecord | None:
         return self._get(keys.decision, DecisionRecord)
+
+    def create_notice(self, record: NoticeRecord) -> bool:
+        """Claim a reminder/escalation: True if this call wrote it (so it is ours to send).
+        At most once: a claim whose reply was lost reads as someone else's (nothing is read
+        back), so a reminder may be skipped, never sent twice."""
+        key = EventKeys.parse(record.request_id).notice(record.name)
+        path = self._path(key)
+        data = record.to_bytes()
+        try:
+            self._call("create", path, lambda timeout: self.objects.create(path, data, timeout))
+        except KeyExists:
+            return False
+        return True
 
     def create_grant(self, digest: str, record: GrantRecord) -> None:
         self._create(EventKeys.parse(record.request_id).grant(digest), record)

@@ -192,3 +192,72 @@ def test_hitl_notify_is_the_default_channel_and_bad_urls_are_config_errors(
         hitl.new_event("bad", bool, notify="not a url")
     with pytest.raises(hitl.ConfigError, match="one channel URL"):
         hitl.new_event("bad2", bool, reviewers={"alice": "json://a json://b"})
+
+
+# -- reminders and escalation ------------------------------------------------------------------
+
+
+def titles(hook: Webhook) -> list[str]:
+    return [str(m["title"]) for m in hook.received]
+
+
+def test_reminders_are_sent_once_each_even_across_a_restart(
+    s3_store: Store, webhook: Webhook
+) -> None:
+    run = s3_store.url  # the store; the run id stays the same across the "restart"
+    options: dict[str, Any] = {"notify": webhook.url, "remind_every": 0.6}
+    options["poll_interval_seconds"] = 0.1
+    first = hitl.new_event("nightly", bool, prompt="Load the nightly batch?", **options)
+    waiter = threading.Thread(target=first.wait, daemon=True)
+    waiter.start()
+    until(lambda: "Reminder 2: Load the nightly batch?" in titles(webhook))
+    # The task dies and restarts (a new process: new store, new poller state), same run.
+    run_id = _config.run_id()
+    _config.reset()
+    _config.configure(store_url=run, run_id=run_id)
+    again = hitl.new_event("nightly", bool, prompt="Load the nightly batch?", **options)
+    assert again.request_id == first.request_id
+    waiter2 = threading.Thread(target=again.wait, daemon=True)
+    waiter2.start()
+    until(lambda: "Reminder 4: Load the nightly batch?" in titles(webhook))
+    _answers.submit(_config.get_store(), again.request_id, "yes", via="cli", operator="ops")
+    waiter2.join(timeout=10)
+    sent = [t for t in titles(webhook) if t.startswith("Reminder")]
+    assert len(sent) == len(set(sent)), sent  # both waiters ran: still no reminder twice
+    assert titles(webhook)[0] == "Review needed: Load the nightly batch?"
+    assert titles(webhook).count("Review needed: Load the nightly batch?") == 1  # no re-announce
+
+
+def test_escalation_mints_the_backups_link_and_it_answers(
+    s3_store: Store, webhook: Webhook, handler: Any
+) -> None:
+    from apigw import invoke, json_post_event, response_json
+
+    carol = Webhook()
+    try:
+        event = hitl.new_event(
+            "pager",
+            int,
+            prompt="How many replicas?",
+            reviewers=["alice"],
+            notify=webhook.url,
+            escalate_after=0.5,
+            backups={"carol": carol.url},
+            poll_interval_seconds=0.1,
+        )
+        waiter = threading.Thread(target=event.wait, daemon=True)
+        waiter.start()
+        until(lambda: len(carol.received) == 1)
+        message = str(carol.received[0]["message"])
+        assert "you are the backup" in message
+        token = message.split("token=", 1)[1].split()[0]
+        assert token not in " ".join(str(m["message"]) for m in webhook.received)
+        body = {"request_id": event.request_id, "token": token, "value": 3}
+        answered = invoke(handler, json_post_event(body))
+        assert answered["statusCode"] == 200 and response_json(answered)["answered_by"] == "carol"
+        waiter.join(timeout=10)
+        assert "Escalated: How many replicas?" in titles(webhook)
+        with pytest.raises(hitl.ConfigError, match="backups"):
+            hitl.new_event("x", int, escalate_after=5)
+    finally:
+        carol.close()

@@ -538,7 +538,16 @@ def test_policies_cover_exactly_the_requests_the_code_sends(
     with task_rec.as_endpoint():
         _config.get_store()
     adopted = hitl.new_event("ship", data_type=bool, timeout_seconds=60, poll_interval_seconds=0.1)
-    lapsing = hitl.new_event("late", data_type=int, timeout_seconds=1, poll_interval_seconds=0.2)
+    # It also sends a reminder before it lapses: the claim is a write under notices/ (the
+    # channel, a closed loopback port, fails in the background and is no concern here).
+    lapsing = hitl.new_event(
+        "late",
+        data_type=int,
+        timeout_seconds=1,
+        poll_interval_seconds=0.2,
+        remind_every=0.4,
+        notify="json://127.0.0.1:9",
+    )
     token = urllib.parse.parse_qs(urllib.parse.urlsplit(adopted.form_url).query)["token"][0]
     first = urllib.parse.parse_qs(urllib.parse.urlsplit(answered.form_url).query)["token"][0]
 
