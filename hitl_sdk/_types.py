@@ -301,7 +301,23 @@ def _match(options: list[Any], raw: object) -> Any:
     raise InvalidValue(f"{_show(raw)} is not one of the options ({shown})")
 
 
+def _json_text(raw: object, opener: str) -> object:
+    """Text that holds a JSON list/object (the CLI's VALUE, ``'["web", "api"]'``) as JSON."""
+    if isinstance(raw, str) and raw.lstrip().startswith(opener):
+        import json
+
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise InvalidValue(f"{_show(raw)} is not valid JSON: {exc}") from None
+    return raw
+
+
 def _parse(name: str, schema: dict[str, Any], raw: object) -> Any:
+    if name == "choices":
+        raw = _json_text(raw, "[")
+    elif name in ("model", "approval"):
+        raw = _json_text(raw, "{")
     if name == "choice":
         value: Any = _match(schema["enum"], raw)
     elif name == "choices":

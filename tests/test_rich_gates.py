@@ -306,3 +306,20 @@ def test_the_same_gate_with_other_choices_is_another_question(s3_store: Store) -
     with pytest.raises(hitl.QuestionChanged):
         hitl.new_event("pick", Literal["a", "b", "c"])
     _config.reset()
+
+
+def test_the_cli_answers_a_multi_select_and_a_model_with_json_text(
+    s3_store: Store, capsys: Any
+) -> None:
+    store = ["--store", s3_store.url]
+    picks = hitl.new_event("cli-picks", list[Color])
+    assert cli(["respond", picks.request_id, '["red", "blue"]', *store]) == 0
+    assert picks.wait() == [Color.RED, Color.BLUE]
+    model = hitl.new_event("cli-model", Incident)
+    assert cli(["respond", model.request_id, '{"title": "x", "count": 11}', *store]) == 4
+    assert "must be at most 10" in capsys.readouterr().err
+    assert cli(["respond", model.request_id, '{"title": "x", "count": 2}', *store]) == 0
+    assert model.wait() == Incident(title="x", count=2)
+    single = hitl.new_event("cli-one", list[Color])
+    assert cli(["respond", single.request_id, "green", *store]) == 0  # one pick as plain text
+    assert single.wait() == [Color.GREEN]
