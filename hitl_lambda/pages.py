@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse
 from starlette.types import Scope
 
 from hitl_sdk._evidence import details_html, prompt_html
+from hitl_sdk._evidence import heading as gate_heading
 from hitl_sdk._types import field_kind
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -49,22 +50,10 @@ def when(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
-DEFAULT_PROMPT = "Please provide a value"
-
-
 def heading(event: Any) -> tuple[str, str]:
     """The page's heading and the prompt text left under it: ``title=`` if the gate has one,
     else the prompt's first line (the machine name only when the prompt says nothing)."""
-    if getattr(event, "title", None):
-        return event.title, event.prompt
-    first, _, rest = event.prompt.strip().partition("\n")
-    if getattr(event, "prompt_format", "text") == "markdown":
-        first = first.lstrip("#").strip()  # a markdown heading line becomes the page's
-    if not first or event.prompt == DEFAULT_PROMPT:
-        return event.name, event.prompt
-    if len(first) > 120:
-        return event.name, event.prompt
-    return first, rest.strip()
+    return gate_heading(event.name, event.prompt, event.title, event.prompt_format)
 
 
 def left(deadline: datetime, now: datetime | None = None) -> str:

@@ -72,13 +72,12 @@ def load(store: Store, request_id: object, now: datetime | None = None) -> Event
     or malformed id."""
     keys = EventKeys.parse(request_id)
     if store.knows_event(keys):  # the event from memory, the decision read here
-        found, decision = store.get_event(keys), store.get_decision(keys)
+        event, decision = store.get_event(keys), store.get_decision(keys)
     else:
         # The copied context carries the request's storage deadline into the reader thread.
         read = _READERS.submit(contextvars.copy_context().run, store.get_decision, keys)
-        found = store.get_event(keys)  # should this raise, the other read ends on its own
+        event = store.get_event(keys)  # should this raise, the other read ends on its own
         decision = read.result()
-    event = found
     if event is None:
         raise EventNotFound(f"no event with id {keys.request_id!r}")
     return EventState(keys, event, decision, status_of(event, decision, now or utcnow()))

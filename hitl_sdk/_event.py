@@ -30,7 +30,14 @@ from ._errors import (
     QuestionChanged,
     StorageError,
 )
-from ._evidence import PROMPT_FORMATS, Details, PromptFormat, check_details, details_text
+from ._evidence import (
+    DEFAULT_PROMPT,
+    PROMPT_FORMATS,
+    Details,
+    PromptFormat,
+    check_details,
+    details_text,
+)
 from ._keys import EventKeys, new_token, token_digest
 from ._models import DecisionRecord, EventRecord, GrantRecord, utcnow
 from ._notify import Reviewers, channels
@@ -41,7 +48,6 @@ from ._types import UNSET, RequireReason, TypeSpec, spec_for
 log = logging.getLogger("hitl")
 
 T = TypeVar("T")
-DEFAULT_PROMPT = "Please provide a value"
 MAX_TITLE_CHARS = 200
 IfChanged = Literal["error", "new"]
 IF_CHANGED: tuple[str, ...] = ("error", "new")

@@ -53,6 +53,26 @@ def check_details(details: object) -> Details | None:
     return table
 
 
+DEFAULT_PROMPT = "Please provide a value"  # new_event's; it says nothing about the gate
+MAX_HEADING_CHARS = 120
+
+
+def heading(
+    name: str, prompt: str, title: str | None = None, prompt_format: str = "text"
+) -> tuple[str, str]:
+    """What a gate is called where it is shown (its page, its notifications) and the prompt
+    text left under that: ``title=`` if given, else the prompt's first line (a markdown
+    ``# Heading`` without its ``#``), else the gate's name when that line says nothing."""
+    if title:
+        return title, prompt
+    first, _, rest = prompt.strip().partition("\n")
+    if prompt_format == "markdown":
+        first = first.lstrip("#").strip()
+    if not first or prompt == DEFAULT_PROMPT or len(first) > MAX_HEADING_CHARS:
+        return name, prompt
+    return first, rest.strip()
+
+
 def _cell(value: object, key: str) -> Any:
     if not isinstance(value, _CELL):
         raise ConfigError(

@@ -206,10 +206,10 @@ def notifier() -> Notifier:
 
 
 def _heading(record: EventRecord) -> str:
-    if record.title:
-        return record.title
-    first = record.prompt.strip().splitlines()[0] if record.prompt.strip() else ""
-    return first.lstrip("#").strip()[:120] or record.name
+    """The gate's name in a message: the same heading its page shows."""
+    from ._evidence import heading
+
+    return heading(record.name, record.prompt, record.title, record.prompt_format)[0]
 
 
 def announce_open(

@@ -182,11 +182,10 @@ class Store:
         """Claim a reminder/escalation: True if this call wrote it (so it is ours to send).
         At most once: a claim whose reply was lost reads as someone else's (nothing is read
         back), so a reminder may be skipped, never sent twice."""
-        key = EventKeys.parse(record.request_id).notice(record.name)
-        path = self._path(key)
-        data = record.to_bytes()
         try:
-            self._call("create", path, lambda timeout: self.objects.create(path, data, timeout))
+            self._create(
+                EventKeys.parse(record.request_id).notice(record.name), record, read_back=False
+            )
         except KeyExists:
             return False
         return True
@@ -277,15 +276,18 @@ class Store:
                 _, (_, dropped) = self._known.popitem(last=False)
                 self._known_bytes -= dropped
 
-    def _create(self, key: str, record: _Record) -> None:
+    def _create(self, key: str, record: _Record, *, read_back: bool = True) -> None:
         """Exclusive create. Refused because the object exists: read it back, and if it is
         this very write (same ``write_id``: the first attempt landed, its reply was lost, a
-        retry was refused) that is success; otherwise ``KeyExists``."""
+        retry was refused) that is success; otherwise ``KeyExists``. ``read_back=False``:
+        any refusal is ``KeyExists`` (nothing is read)."""
         path = self._path(key)
         data = record.to_bytes()
         try:
             self._call("create", path, lambda timeout: self.objects.create(path, data, timeout))
         except KeyExists as exc:
+            if not read_back:
+                raise
             try:
                 existing = self._get(key, type(record))
             except CorruptRecord:
