@@ -41,7 +41,9 @@ from hitl_sdk._errors import (
     EventExpired,
     InvalidValue,
 )
-from hitl_sdk._models import LINK_HOLDER, DecisionRecord, Status
+from hitl_sdk._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, VoteRecord
+from hitl_sdk._quorum import Tally, tally
+from hitl_sdk._quorum import read as read_votes
 from hitl_sdk._store import Store
 from hitl_sdk._types import FormFields, codec_of
 
@@ -136,6 +138,8 @@ def _build(store: Store) -> FastAPI:
         docs_url=None,  # the docs pages load scripts from a CDN; this app loads nothing
         redoc_url=None,
         openapi_url=None,
+        # "/form/x/" is no route: a 404, not a redirect to a URL the client never asked for.
+        redirect_slashes=False,
     )
     app.state.store = store
     http_errors.install(app)
@@ -160,14 +164,23 @@ def _build(store: Store) -> FastAPI:
         state = _answers.load(store, request_id)
         reviewer = _answers.authorize(store, state, token)
         d = state.decision
-        if done and d is not None and d.status == "answered" and d.answered_by == reviewer:
-            # Where the form's POST redirects (303): the reviewer's own answer, thanked.
-            return pages.render(request.scope, "submitted.html", 200, event=state.event, decision=d)
+        if done and d is not None and d.status == "answered":
+            # Where the form's POST redirects (303): the reviewer's own answer (or vote), thanked.
+            mine = next((v for v in d.votes or () if v.reviewer == reviewer), None)
+            if mine is not None or (d.votes is None and d.answered_by == reviewer):
+                return pages.render(
+                    request.scope,
+                    "submitted.html",
+                    200,
+                    event=state.event,
+                    decision=d,
+                    my_vote=mine,
+                )
         if state.status is Status.ANSWERED and state.decision is not None:
             return pages.render(request.scope, "answered.html", 200, **_decided(state))
         if state.status is not Status.PENDING:
             return _closed(request, state)
-        return _form(request, state, token, reviewer, action="../submit")
+        return _form(request, state, token, reviewer, action="../submit", quorum=_tally(state))
 
     @app.post("/submit", response_class=HTMLResponse)
     async def submit_form(request: Request) -> Response:
@@ -203,6 +216,7 @@ def _build(store: Store) -> FastAPI:
                 state,
                 token,
                 reviewer,
+                quorum=_tally(state),
                 action="submit",
                 error=str(exc),
                 value=raw,
@@ -238,6 +252,9 @@ def _build(store: Store) -> FastAPI:
         )
         # A client's retry of the answer it gave (its first reply was lost) is no conflict.
         status = "already recorded" if done.repeated else "submitted"
+        if done.vote is not None:
+            return {"status": status, **_vote_json(done)}
+        assert done.record is not None  # only a quorum vote leaves a gate undecided
         return {"status": status, **_decision_json(done.record)}
 
     @app.get("/status/{request_id}")
@@ -258,7 +275,14 @@ def _build(store: Store) -> FastAPI:
             "created_at": event.created_at.isoformat(),
             "deadline": event.deadline.isoformat(),
             "decision": _decision_json(state.decision) if state.decision else None,
+            **(_quorum_json(event, counted) if (counted := _tally(state)) else {}),
         }
+
+    def _tally(state: _answers.EventState) -> Tally | None:
+        """An open quorum gate's votes so far (one LIST, then GETs of votes not read yet)."""
+        if state.event.quorum is None or state.decision is not None:
+            return None
+        return tally(state.event, read_votes(store, state.keys))
 
     return app
 
@@ -275,6 +299,7 @@ def _form(
     comment: str = "",
     reason: str = "",
     status: int = 200,
+    quorum: Tally | None = None,
 ) -> Response:
     # action is relative so a stage prefix (/prod/form/... -> /prod/submit) keeps working:
     # "../submit" from /form/<id>, "submit" from /submit itself.
@@ -293,6 +318,8 @@ def _form(
         error=error,
         value=value if isinstance(value, str) else "",
         comment=comment,
+        quorum=quorum,
+        my_vote=quorum.vote_of(reviewer) if quorum is not None else None,
     )
 
 
@@ -310,6 +337,46 @@ def _decided(state: _answers.EventState) -> dict[str, Any]:
     return {"event": state.event, "decision": state.decision}
 
 
+def _vote_json(done: _answers.Submission) -> dict[str, Any]:
+    """A quorum vote's reply: the vote, the votes so far and what is still needed, and the
+    decision once the votes made one."""
+    assert done.vote is not None
+    decided = _decision_json(done.record) if done.record is not None else {}
+    return {
+        "request_id": done.vote.request_id,
+        "outcome": "pending",
+        **decided,
+        "vote": _votes_json([done.vote])[0],
+        **(_quorum_json(done.event, done.tally) if done.tally is not None else {}),
+    }
+
+
+def _votes_json(votes: list[VoteRecord]) -> list[dict[str, Any]]:
+    return [
+        {
+            "reviewer": v.reviewer,
+            "approved": v.approved,
+            "reason": v.reason,
+            "cast_at": v.cast_at.isoformat(),
+            "via": v.via,
+        }
+        for v in votes
+    ]
+
+
+def _quorum_json(event: EventRecord, counted: Tally) -> dict[str, Any]:
+    rule = event.quorum
+    return {
+        "quorum": {
+            "approvals": rule.approvals if rule else 1,
+            "groups": dict(rule.groups) if rule else {},
+            "requested_by": event.requested_by,
+            "votes": _votes_json(list(counted.votes)),
+            "needed": counted.needed,
+        }
+    }
+
+
 def _decision_json(record: DecisionRecord) -> dict[str, Any]:
     return {
         "request_id": record.request_id,
@@ -321,4 +388,5 @@ def _decision_json(record: DecisionRecord) -> dict[str, Any]:
         # answered, timed_out (default_applied: the gate's default= stands) or cancelled
         "outcome": record.status,
         "default_applied": record.default_applied,
+        "votes": _votes_json(record.votes) if record.votes is not None else None,
     }

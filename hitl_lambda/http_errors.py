@@ -17,6 +17,7 @@ from starlette.types import Scope
 
 from hitl_sdk._errors import (
     AlreadyAnswered,
+    AlreadyVoted,
     ConfigError,
     CorruptRecord,
     EventCancelled,
@@ -26,6 +27,7 @@ from hitl_sdk._errors import (
     InvalidToken,
     InvalidValue,
     MissingToken,
+    NotAllowed,
     StorageError,
     TransientStorageError,
 )
@@ -39,7 +41,9 @@ STATUS_FOR: tuple[tuple[type[HitlError], int, str], ...] = (
     (InvalidValue, 400, "invalid_value"),
     (MissingToken, 401, "missing_token"),
     (InvalidToken, 403, "invalid_token"),
+    (NotAllowed, 403, "not_allowed"),
     (EventNotFound, 404, "not_found"),
+    (AlreadyVoted, 409, "already_voted"),
     (AlreadyAnswered, 409, "already_answered"),
     (EventExpired, 410, "expired"),
     (EventCancelled, 410, "cancelled"),

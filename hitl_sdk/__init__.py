@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._codecs import CODECS
 from ._errors import (
     AlreadyAnswered,
+    AlreadyVoted,
     ConfigError,
     CorruptRecord,
     EventCancelled,
@@ -28,13 +29,14 @@ from ._errors import (
     InvalidToken,
     InvalidValue,
     KeyExists,
+    NotAllowed,
     QuestionChanged,
     StorageError,
     StoreAccessDenied,
     StoreNotFound,
     TransientStorageError,
 )
-from ._models import DecisionRecord, EventRecord, Status
+from ._models import DecisionRecord, EventRecord, Status, VoteRecord
 from ._types import Approval
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from ._config import configure
     from ._event import Event, new_event
     from ._fanout import as_completed, wait_all
+    from ._reviewers import Reviewer
 
 SUPPORTED_TYPES = tuple(codec.python_type for codec in CODECS.values())
 
@@ -53,6 +56,7 @@ _LAZY = {
     "Event": "._event",
     "new_event": "._event",
     "as_completed": "._fanout",
+    "Reviewer": "._reviewers",
     "wait_all": "._fanout",
 }
 
@@ -79,6 +83,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "SUPPORTED_TYPES",
     "AlreadyAnswered",
+    "AlreadyVoted",
     "Approval",
     "ConfigError",
     "CorruptRecord",
@@ -93,12 +98,15 @@ __all__ = [
     "InvalidToken",
     "InvalidValue",
     "KeyExists",
+    "NotAllowed",
     "QuestionChanged",
+    "Reviewer",
     "Status",
     "StorageError",
     "StoreAccessDenied",
     "StoreNotFound",
     "TransientStorageError",
+    "VoteRecord",
     "approve",
     "as_completed",
     "configure",

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from . import _quorum
 from ._codecs import check_text
 from ._errors import (
     AlreadyAnswered,
+    AlreadyVoted,
     EventCancelled,
     EventExpired,
     EventNotFound,
@@ -25,9 +27,10 @@ from ._errors import (
     InvalidValue,
     KeyExists,
     MissingToken,
+    NotAllowed,
 )
 from ._keys import EventKeys, match_digest, token_digest
-from ._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, Via, utcnow
+from ._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, Via, VoteRecord, utcnow
 from ._store import Store
 from ._types import TypeSpec, codec_of
 
@@ -41,11 +44,16 @@ TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,200}")
 @dataclass(frozen=True)
 class Submission:
     """What ``submit`` did: the decision that stands, and whether this call wrote it or found
-    the very same answer from the same person already recorded (a client's retry)."""
+    the very same answer from the same person already recorded (a client's retry).
+
+    On a quorum gate: the ``vote`` cast and the ``tally`` after it; ``record`` is ``None``
+    while the gate still waits for more votes."""
 
     event: EventRecord
-    record: DecisionRecord
+    record: DecisionRecord | None
     repeated: bool = False
+    vote: VoteRecord | None = None
+    tally: _quorum.Tally | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,8 @@ def submit(
         check_text(comment, "the comment")
         if len(comment) > MAX_COMMENT_CHARS:
             raise InvalidValue(f"the comment is longer than {MAX_COMMENT_CHARS} characters")
+    if event.quorum is not None:
+        return _vote(store, keys, who, raw_value, via)
     if pending.status is not Status.PENDING:  # past the deadline: closed either way
         state = _with_decision(store, keys, event)
         try:
@@ -168,6 +178,8 @@ def submit(
             raise
         return _repeat_or_refuse(state, who, repeat)
     value = codec.to_json(codec.parse(raw_value))
+    if codec.name == "approval" and value["approved"]:
+        _refuse_own_request(event, who)
     record = DecisionRecord(
         request_id=keys.request_id,
         status="answered",
@@ -181,6 +193,76 @@ def submit(
     except KeyExists as exc:  # closed meanwhile: the store read back what stands
         return _repeat_or_refuse(_with_decision(store, keys, event, exc.existing), who, value)
     return Submission(event, record)
+
+
+def _refuse_own_request(event: EventRecord, who: str) -> None:
+    if event.requested_by is not None and who == event.requested_by:
+        raise NotAllowed(
+            f"{who} asked for this approval and cannot approve it; another reviewer must "
+            "(rejecting, to withdraw it, is allowed)"
+        )
+
+
+def _vote(store: Store, keys: EventKeys, who: str, raw_value: object, via: Via) -> Submission:
+    """A vote on a quorum gate: written once, then counted with every other vote; the vote
+    that decides the gate (or the first to see it decided) writes the terminal decision."""
+    state = load(store, keys.request_id)  # the event is known: the decision is read
+    event = state.event
+    if state.status is not Status.PENDING:
+        d = state.decision
+        mine = next((v for v in (d.votes or []) if v.reviewer == who), None) if d else None
+        if mine is not None:
+            raise AlreadyVoted(f"{_voted(mine)}; the gate was decided: {_decided(d)}")
+        _refuse_closed(state)
+    if who not in _quorum.voters(event):
+        names = ", ".join(sorted(_quorum.voters(event)))
+        raise NotAllowed(f"{who} is not a reviewer of this gate; its reviewers are {names}")
+    codec = codec_of(event.data_type, event.answer_schema)
+    value = codec.to_json(codec.parse(raw_value))
+    if value["approved"]:
+        _refuse_own_request(event, who)
+    vote = VoteRecord(
+        request_id=keys.request_id,
+        reviewer=who,
+        approved=value["approved"],
+        reason=value.get("reason"),
+        via=via,
+    )
+    try:
+        store.create_vote(vote)
+    except KeyExists as exc:
+        prior = exc.existing if isinstance(exc.existing, VoteRecord) else None
+        said = _voted(prior) if prior else f"{who} voted already"
+        raise AlreadyVoted(f"{said}; each reviewer votes once and the first vote stands") from None
+    counted = _quorum.tally(event, _quorum.read(store, keys))
+    if counted.outcome == "pending":
+        return Submission(event, None, vote=vote, tally=counted)
+    decision: DecisionRecord | None = _quorum.decision_for(event, counted)
+    try:
+        store.create_decision(decision)  # type: ignore[arg-type]
+    except KeyExists as exc:  # decided meanwhile (by another vote, or the waiting task)
+        found = exc.existing
+        decision = found if isinstance(found, DecisionRecord) else store.get_decision(keys)
+        if decision is None or all(v.write_id != vote.write_id for v in decision.votes or ()):
+            raise AlreadyAnswered(
+                f"the gate was decided before {who}'s vote could count: "
+                f"{_decided(decision) if decision else 'closed'}"
+            ) from None
+    return Submission(event, decision, vote=vote, tally=counted)
+
+
+def _voted(vote: VoteRecord) -> str:
+    what = "approved" if vote.approved else "rejected"
+    return f"{vote.reviewer} {what} at {vote.cast_at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _decided(d: DecisionRecord | None) -> str:
+    if d is None:
+        return "closed"
+    if d.status != "answered":
+        return f"{d.status.replace('_', ' ')} at {d.answered_at:%Y-%m-%d %H:%M:%S} UTC"
+    what = "approved" if isinstance(d.value, dict) and d.value.get("approved") else "rejected"
+    return f"{what} by {d.answered_by} at {d.answered_at:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _repeat_or_refuse(state: EventState, who: str, value: Any) -> Submission:
@@ -236,7 +318,10 @@ def outcome(event: EventRecord, decision: DecisionRecord, spec: TypeSpec | None 
     value = spec.value(decision.value)
     if event.data_type == "approval":
         by = "timeout (default applied)" if decision.default_applied else decision.answered_by
-        value = value.model_copy(update={"by": by, "at": decision.answered_at, "via": decision.via})
+        votes = tuple(decision.votes or ())
+        value = value.model_copy(
+            update={"by": by, "at": decision.answered_at, "via": decision.via, "votes": votes}
+        )
     return value
 
 

@@ -61,6 +61,15 @@ class AlreadyAnswered(HitlError):
     """The event already has its terminal record; the first answer stands."""
 
 
+class AlreadyVoted(AlreadyAnswered):
+    """This reviewer has voted on the quorum gate already; each person votes once."""
+
+
+class NotAllowed(HitlError, PermissionError):
+    """The person is known but may not give this answer: not a reviewer of a gate that names
+    its reviewers, or the requester approving their own request."""
+
+
 class EventExpired(HitlError):
     """The event's deadline has passed; it no longer takes answers."""
 

@@ -12,7 +12,8 @@ import hashlib
 import importlib.util
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from ._errors import (
     KeyExists,
     QuestionChanged,
     StorageError,
+    TransientStorageError,
 )
 from ._evidence import (
     DEFAULT_PROMPT,
@@ -38,10 +40,12 @@ from ._evidence import (
     check_details,
     details_text,
 )
-from ._keys import EventKeys, new_token, token_digest
+from ._keys import EventKeys, token_digest
 from ._models import DecisionRecord, EventRecord, GrantRecord, utcnow
-from ._notify import Reviewers, channels
-from ._poller import poller
+from ._notify import channels
+from ._poller import backoff_seconds, poller
+from ._quorum import QuorumSpec, make_rule
+from ._reviewers import Reviewers, reviewer_channels, reviewer_groups, tokens_for
 from ._store import Store
 from ._types import UNSET, RequireReason, TypeSpec, spec_for
 
@@ -58,6 +62,8 @@ MAX_PROMPT_CHARS = 10_000
 MAX_DETAILS_CHARS = 200_000
 MAX_TIMEOUT_SECONDS = 366 * 86400
 MAX_POLL_SECONDS = 86400
+# How long opening a gate keeps retrying a store that throttles or drops connections.
+OPEN_RETRY_SECONDS = 60.0
 
 
 # -- opening a gate ---------------------------------------------------------------------------
@@ -107,18 +113,6 @@ def _check_options(
             )
 
 
-def _tokens_for(reviewers: Reviewers | None) -> dict[str, str]:
-    """One fresh token per reviewer (or one anonymous link): reviewer -> token."""
-    if reviewers is None:
-        return {"": new_token()}
-    names = list(reviewers)
-    if not names or any(not isinstance(n, str) or not n.strip() for n in names):
-        raise ConfigError("reviewers must be a non-empty list of names, such as ['alice']")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"reviewers has duplicate names: {names!r}")
-    return {n: new_token() for n in names}
-
-
 @dataclass
 class _Opening:
     """What new_event decided before touching storage."""
@@ -150,6 +144,8 @@ def _plan(
     remind_every: float | None = None,
     escalate_after: float | None = None,
     backups: Reviewers | None = None,
+    quorum: QuorumSpec | None = None,
+    requested_by: str | None = None,
 ) -> _Opening:
     _check_options(name, scope, prompt, details, timeout_seconds, poll_interval_seconds)
     if if_changed not in IF_CHANGED:
@@ -171,7 +167,8 @@ def _plan(
     backup_names = list(backups or [])
     if set(backup_names) & set(reviewers or []):
         raise ConfigError("a backup is already a reviewer of this gate")
-    _tokens_for(backups)  # the same rules as reviewers' names
+    if backups is not None:
+        tokens_for(backups)  # the same rules as reviewers' names
     spec = spec_for(data_type, require_reason=require_reason)
     stored_default = None
     if default is not UNSET:
@@ -181,7 +178,19 @@ def _plan(
             raise ConfigError(
                 f"default={default!r} is not a valid answer to this gate ({spec.name}): {exc}"
             ) from None
-    tokens = _tokens_for(reviewers)
+    tokens = tokens_for(reviewers)
+    groups = reviewer_groups(reviewers, backups)
+    if requested_by is not None and (not isinstance(requested_by, str) or not requested_by.strip()):
+        raise ConfigError(f"requested_by must be the requester's name, not {requested_by!r}")
+    if requested_by is not None and spec.name != "approval":
+        raise ConfigError("requested_by= goes with approvals (hitl.approve): who may not approve")
+    rule = None
+    if quorum is not None:
+        if spec.name != "approval":
+            raise ConfigError("quorum= is for approvals: use hitl.approve(..., quorum=2)")
+        if reviewers is None:
+            raise ConfigError("quorum= needs named reviewers: reviewers=['alice', 'bob', ...]")
+        rule = make_rule(quorum, [*tokens, *backup_names], groups, requested_by)
     run_id = _flyte.run_name() or _config.run_id()
     fingerprint = question_fingerprint(spec.name, prompt, details, spec.schema, prompt_format)
     # With if_changed="new" the question is part of the gate's identity: another question
@@ -203,6 +212,9 @@ def _plan(
         remind_every=remind_every,
         escalate_after=escalate_after,
         backups=backup_names,
+        reviewer_groups=groups,
+        quorum=rule,
+        requested_by=requested_by.strip() if requested_by else None,
         prompt=prompt,
         created_at=now,
         deadline=now + timedelta(seconds=timeout_seconds),
@@ -213,28 +225,14 @@ def _plan(
         fingerprint=fingerprint,
     )
     gate_channels = channels(notify if notify is not None else _config.settings().notify)
-    own = _reviewer_channels(reviewers)
+    own = reviewer_channels(reviewers)
     backup_channels: dict[str, str | None] = dict.fromkeys(backup_names)
-    backup_channels.update(_reviewer_channels(backups))
+    backup_channels.update(reviewer_channels(backups))
     if (gate_channels or own) and importlib.util.find_spec("apprise") is None:
         raise ConfigError(
             "notifications need apprise: pip install 'hitl-gates[notify]' (or apprise)"
         )
     return _Opening(record, tokens, spec, gate_channels, own, backup_channels)
-
-
-def _reviewer_channels(reviewers: Reviewers | None) -> dict[str, str]:
-    """Each named reviewer's own channel, from ``reviewers={"alice": "mailto://..."}``."""
-    if not isinstance(reviewers, Mapping):
-        return {}
-    own: dict[str, str] = {}
-    for name, url in reviewers.items():
-        if url is not None:
-            urls = channels(url)
-            if len(urls) != 1:
-                raise ConfigError(f"reviewer {name!r} needs one channel URL, or None")
-            own[name] = urls[0]
-    return own
 
 
 def question_fingerprint(
@@ -291,7 +289,28 @@ def _open(store: Store, opening: _Opening) -> tuple[EventRecord, DecisionRecord 
     Adopting an open gate mints fresh links as grants: the first tokens were never stored, so
     a restarted task cannot show them again, but the links already sent keep working. A closed
     gate gets no new links: nobody can answer it any more.
+
+    Storage trouble that a retry may fix (throttling, a dropped connection) is retried with
+    backoff for up to ``OPEN_RETRY_SECONDS``: every write here is an exclusive create that
+    recognises its own earlier attempt, so trying again is safe.
     """
+    give_up = time.monotonic() + OPEN_RETRY_SECONDS
+    failures = 0
+    while True:
+        try:
+            return _open_once(store, opening)
+        except TransientStorageError as exc:
+            failures += 1
+            pause = backoff_seconds(failures, 0.5)
+            if time.monotonic() + pause > give_up:
+                raise
+            log.warning(
+                "hitl: storage error opening gate %r (%s); retrying", opening.record.name, exc
+            )
+            time.sleep(pause)
+
+
+def _open_once(store: Store, opening: _Opening) -> tuple[EventRecord, DecisionRecord | None]:
     wanted = opening.record
     try:
         store.create_event(wanted)

@@ -7,7 +7,7 @@ request (a page per 1,000 keys)::
     runs/<run-key>/decisions/<event-key>.json        terminal decision record (write once)
     runs/<run-key>/grants/<event-key>/<digest>.json  extra link tokens (write once)
     runs/<run-key>/notices/<event-key>/<name>.json   reminders and escalations sent (write once)
-    runs/<run-key>/votes/<event-key>/<reviewer>.json reserved: one vote per named reviewer
+    runs/<run-key>/votes/<event-key>/<voter>.json     a quorum gate's votes (write once each)
 
 A request id is ``<run-key>.<event-key>``; both halves are lowercase slugs with a hash
 suffix, so the id is deterministic (the same name in the same run is the same event), safe
@@ -70,6 +70,15 @@ class EventKeys:
     def grant(self, digest: str) -> str:
         return f"{run_prefix(self.run_key)}/grants/{self.event_key}/{digest}.json"
 
+    @property
+    def votes(self) -> str:
+        """The folder of a quorum gate's votes."""
+        return f"{votes_prefix(self.run_key)}{self.event_key}/"
+
+    def vote(self, reviewer: str) -> str:
+        """One reviewer's vote (the name hashed into the key: any name is a safe key)."""
+        return f"{self.votes}{_key(reviewer)}.json"
+
     def notice(self, name: str) -> str:
         """A reminder or escalation that was sent (``remind-3``, ``escalate``)."""
         return f"{run_prefix(self.run_key)}/notices/{self.event_key}/{name}.json"
@@ -85,6 +94,10 @@ def run_key(run_id: str) -> str:
 
 def decisions_prefix(run_key: str) -> str:
     return f"{run_prefix(run_key)}/decisions/"
+
+
+def votes_prefix(run_key: str) -> str:
+    return f"{run_prefix(run_key)}/votes/"
 
 
 _TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+")

@@ -4,7 +4,8 @@ Records are immutable JSON documents. An event record is written once when a gat
 a decision record is written once (exclusive create) when the event reaches a terminal
 state, whether a person answered or the deadline passed. A grant records an extra link
 minted for an existing event (a restarted task needs a fresh link; the first token was
-never stored).
+never stored). A vote is one reviewer's approve/reject on a quorum gate, written once; the
+decision of a quorum gate lists the votes it was made from.
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ class _Record(BaseModel):
         return self.model_dump_json(indent=1).encode()
 
 
+class QuorumRule(BaseModel):
+    """How many distinct approvals a quorum gate needs: ``approvals`` in all, and of them at
+    least ``groups[g]`` from reviewers of group ``g`` (a person counts towards one group's
+    count only). Any rejection decides the gate as rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    approvals: int = 1
+    groups: dict[str, int] = Field(default_factory=dict)
+
+
 class EventRecord(_Record):
     """A gate: what is asked, of which type, until when, and which link tokens open it."""
 
@@ -78,6 +90,12 @@ class EventRecord(_Record):
     remind_every: float | None = None
     escalate_after: float | None = None
     backups: list[str] = Field(default_factory=list)
+    # Named reviewers' (and backups') groups: name -> groups.
+    reviewer_groups: dict[str, list[str]] = Field(default_factory=dict)
+    # Approvals only: several distinct approvers, each a write-once vote (see QuorumRule), and
+    # the person who asked, who may not approve their own request.
+    quorum: QuorumRule | None = None
+    requested_by: str | None = None
     # The page's heading (else the prompt's first line).
     title: str | None = None
     # The answer's JSON Schema for choices and approvals (None for the scalar types): the app
@@ -96,6 +114,17 @@ class EventRecord(_Record):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+class VoteRecord(_Record):
+    """One reviewer's approve or reject on a quorum gate: written once, never replaced."""
+
+    request_id: str
+    reviewer: str
+    approved: bool
+    reason: str | None = None
+    cast_at: datetime = Field(default_factory=utcnow)
+    via: Via
+
+
 class DecisionRecord(_Record):
     """The terminal record of an event: the answer, the timeout or the cancellation. Written
     exactly once. A timeout that applied the gate's default says so (``default_applied``): it
@@ -110,6 +139,8 @@ class DecisionRecord(_Record):
     answered_at: datetime = Field(default_factory=utcnow)
     via: Via
     comment: str | None = None
+    # A quorum gate's decision: the votes it was made from (copies of the vote records).
+    votes: list[VoteRecord] | None = None
 
 
 class NoticeRecord(_Record):

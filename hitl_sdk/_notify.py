@@ -20,7 +20,7 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
@@ -40,8 +40,6 @@ NOTIFY_VARIABLE = "HITL_NOTIFY"
 SEND_TIMEOUT_SECONDS = 4  # apprise's connect and read timeouts, per attempt
 RETRY_DELAY_SECONDS = 1.0
 EXIT_WAIT_SECONDS = 5.0
-
-Reviewers = Sequence[str] | Mapping[str, str | None]
 
 
 def channels(notify: object) -> list[str]:
@@ -301,9 +299,10 @@ def due(record: EventRecord, now: datetime) -> list[str]:
     return names
 
 
-def tick(store: Store, record: EventRecord, now: datetime) -> None:
+def tick(store: Store, record: EventRecord, now: datetime, voted: Collection[str] = ()) -> None:
     """Send what is due for an open gate, each notice claimed once in the store first (a
-    restarted task, or a second waiter, finds it claimed and sends nothing)."""
+    restarted task, or a second waiter, finds it claimed and sends nothing). Reviewers who
+    ``voted`` already (a quorum gate) are not reminded."""
     with _watched_lock:
         known = _watched.get(record.request_id)
     if known is None:
@@ -318,10 +317,10 @@ def tick(store: Store, record: EventRecord, now: datetime) -> None:
         if name == "escalate":
             _escalate(store, record, known)
         else:
-            _remind(record, known, name.split("-", 1)[1])
+            _remind(record, known, name.split("-", 1)[1], voted)
 
 
-def _remind(record: EventRecord, known: _Watched, number: str) -> None:
+def _remind(record: EventRecord, known: _Watched, number: str, voted: Collection[str]) -> None:
     what = f"gate {record.name!r}"
     title = f"Reminder {number}: {_heading(record)}"
     deadline = f"{record.deadline:%Y-%m-%d %H:%M} UTC"
@@ -332,7 +331,7 @@ def _remind(record: EventRecord, known: _Watched, number: str) -> None:
     )
     for reviewer, url in known.own.items():
         link = known.links.get(reviewer)
-        if link:
+        if link and reviewer not in voted:
             notifier().send([url], title, f"{body}\nYour personal link: {link}", what)
 
 

@@ -58,8 +58,9 @@ class Objects(Protocol):
     def create(self, path: str, data: bytes, timeout: float | None = None) -> None:
         """Write ``data`` unless the object exists (then ``FileExistsError``); atomic."""
 
-    def names(self, path: str, timeout: float | None = None) -> list[str]:
-        """The full names directly under the folder ``path`` (a missing one lists empty)."""
+    def names(self, path: str, timeout: float | None = None, *, deep: bool = False) -> list[str]:
+        """The full names directly under the folder ``path`` (a missing one lists empty);
+        ``deep``: every object's name at any depth below it, and no folders."""
 
 
 class S3Objects:
@@ -111,11 +112,13 @@ class S3Objects:
         except Exception as exc:
             raise _translated(exc, path) from exc
 
-    def names(self, path: str, timeout: float | None = None) -> list[str]:
+    def names(self, path: str, timeout: float | None = None, *, deep: bool = False) -> list[str]:
         bucket, key = _split(path)
         prefix = f"{key}/" if key else ""
         found: list[str] = []
-        ask: dict[str, str] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+        ask: dict[str, str] = {"Bucket": bucket, "Prefix": prefix}
+        if not deep:
+            ask["Delimiter"] = "/"
         try:
             while True:  # one request a page of 1,000
                 page = self._run(lambda ask=ask: self.client.list_objects_v2(**ask), timeout)
@@ -213,9 +216,11 @@ class FsspecObjects:
                     raise FileExistsError(path)
                 self.fs.pipe_file(path, data)
 
-    def names(self, path: str, timeout: float | None = None) -> list[str]:
+    def names(self, path: str, timeout: float | None = None, *, deep: bool = False) -> list[str]:
         kw = self._kw(timeout)
         try:
+            if deep:
+                return [str(e) for e in self.fs.find(path, **kw)]
             lsdir = getattr(self.fs, "_lsdir", None)
             if self._s3 and lsdir is not None:
                 # s3fs's public ls lists the parent too when a prefix is empty: one LIST only.

@@ -2,7 +2,10 @@
 on it, so N waiting gates cost one LIST per run per cycle, not N GETs.
 
 Each cycle, for every run with a gate waiting: one LIST of the run's ``decisions/`` prefix (a
-page per 1,000 keys), then a GET only for decisions that appeared. A gate past its deadline
+page per 1,000 keys), then a GET only for decisions that appeared. A run with an open quorum
+gate adds one LIST of its ``votes/`` and a GET of each new vote: when the votes decide a gate
+and no decision was written (the app stopped between the vote and the decision), the poller
+writes it. A gate past its deadline
 with no decision gets its ``timed_out`` record (exclusive create; an answer that won the race
 is read instead). Waiters hold a ``concurrent.futures.Future`` that the poller's one thread
 resolves: a sync wait blocks on it, an async wait awaits it, and no gate needs a thread of
@@ -22,7 +25,7 @@ import time
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import _notify
+from . import _notify, _quorum
 from ._errors import HitlError, KeyExists, TransientStorageError
 from ._keys import EventKeys
 from ._models import DecisionRecord, EventRecord, utcnow
@@ -42,18 +45,19 @@ def backoff_seconds(failures: int, poll_interval: float) -> float:
     return float(min(MAX_BACKOFF_SECONDS, poll_interval * doubling) * random.uniform(0.5, 1.0))
 
 
-def _remind(watch: _Watch) -> None:
+def _remind(watch: _Watch, voted: set[str]) -> None:
     """Reminders and escalation due for an open gate; their trouble never stops the wait."""
     try:
-        _notify.tick(watch.store, watch.event, utcnow())
+        _notify.tick(watch.store, watch.event, utcnow(), voted)
     except TransientStorageError:
         pass  # the next cycle claims it again
     except Exception as exc:
         log.warning("hitl: reminder for gate %r not sent: %s", watch.event.name, exc)
 
 
-def timeout_record(event: EventRecord) -> DecisionRecord:
-    """The timeout's terminal record; with the gate's ``default=`` applied, marked as such."""
+def timeout_record(event: EventRecord, counted: _quorum.Tally | None = None) -> DecisionRecord:
+    """The timeout's terminal record; with the gate's ``default=`` applied, marked as such.
+    A quorum gate's lists the votes cast before the deadline."""
     return DecisionRecord(
         request_id=event.request_id,
         status="timed_out",
@@ -61,6 +65,7 @@ def timeout_record(event: EventRecord) -> DecisionRecord:
         via="timeout",
         value=event.default if event.has_default else None,
         default_applied=event.has_default,
+        votes=list(counted.votes) if counted is not None else None,
     )
 
 
@@ -165,14 +170,22 @@ class Poller:
         try:
             decided = store.decided_ids(run_key)  # the one LIST of this run's cycle
             self.lists += 1
-            due = [w for w in watches if w.event.request_id in decided or w.due()]
+            tallies = self._tallies(store, run_key, watches, decided)
+            due = [
+                w
+                for w in watches
+                if w.event.request_id in decided
+                or w.due()
+                or (w in tallies and tallies[w].outcome != "pending")
+            ]
             if len(due) > 1:  # many decisions at once: read them side by side
-                list(self._readers.map(lambda w: self._check(run, w, decided), due))
+                list(self._readers.map(lambda w: self._check(run, w, decided, tallies), due))
             elif due:
-                self._check(run, due[0], decided)
+                self._check(run, due[0], decided, tallies)
             for watch in watches:  # still open: reminders and escalation due (usually none)
                 if watch not in due:
-                    _remind(watch)
+                    counted = tallies.get(watch)
+                    _remind(watch, {v.reviewer for v in counted.votes} if counted else set())
             run.failures, run.retry_at = 0, 0.0
         except TransientStorageError as exc:
             run.failures += 1
@@ -187,13 +200,40 @@ class Poller:
             for watch in watches:
                 self._settle(run, watch, error=exc)
 
-    def _check(self, run: _Run, watch: _Watch, decided: set[str]) -> None:
+    def _tallies(
+        self, store: Store, run_key: str, watches: list[_Watch], decided: set[str]
+    ) -> dict[_Watch, _quorum.Tally]:
+        """The votes of the run's open quorum gates: one LIST, then each new vote read once."""
+        open_quorums = [
+            w for w in watches if w.event.quorum is not None and w.event.request_id not in decided
+        ]
+        if not open_quorums:
+            return {}
+        names = store.run_vote_names(run_key)
+        self.lists += 1
+        return {
+            w: _quorum.tally(w.event, _quorum.read(store, w.keys, names.get(w.keys.event_key, [])))
+            for w in open_quorums
+        }
+
+    def _check(
+        self,
+        run: _Run,
+        watch: _Watch,
+        decided: set[str],
+        tallies: dict[_Watch, _quorum.Tally],
+    ) -> None:
+        counted = tallies.get(watch)
         try:
             decision = None
             if watch.event.request_id in decided:
                 decision = watch.store.get_decision(watch.keys)
-            elif watch.due():
-                decision = timeout_record(watch.event)
+            elif watch.due() or (counted is not None and counted.outcome != "pending"):
+                if counted is not None and counted.outcome != "pending":
+                    # The votes decided it and nobody wrote the decision: this task does.
+                    decision = _quorum.decision_for(watch.event, counted)
+                else:
+                    decision = timeout_record(watch.event, counted)
                 try:
                     watch.store.create_decision(decision)
                 except KeyExists as exc:  # an answer won the race: that one stands

@@ -30,8 +30,22 @@ from ._errors import (
     StoreNotFound,
     TransientStorageError,
 )
-from ._keys import KEY_PART_RE, REQUEST_ID_RE, EventKeys, decisions_prefix, run_prefix
-from ._models import DecisionRecord, EventRecord, GrantRecord, NoticeRecord, _Record
+from ._keys import (
+    KEY_PART_RE,
+    REQUEST_ID_RE,
+    EventKeys,
+    decisions_prefix,
+    run_prefix,
+    votes_prefix,
+)
+from ._models import (
+    DecisionRecord,
+    EventRecord,
+    GrantRecord,
+    NoticeRecord,
+    VoteRecord,
+    _Record,
+)
 from ._objects import REQUEST_S3_CONFIG, FsspecObjects, Objects, S3Objects, is_missing_bucket
 
 if TYPE_CHECKING:
@@ -195,6 +209,40 @@ class Store:
 
     def get_grant(self, keys: EventKeys, digest: str) -> GrantRecord | None:
         return self._get(keys.grant(digest), GrantRecord)
+
+    def create_vote(self, record: VoteRecord) -> None:
+        """A reviewer's vote; ``KeyExists`` (with ``existing``) if they voted before."""
+        self._create(EventKeys.parse(record.request_id).vote(record.reviewer), record)
+
+    def vote_names(self, keys: EventKeys) -> list[str]:
+        """The names of a quorum gate's vote objects (one LIST)."""
+        return self._list(keys.votes)
+
+    def get_vote(self, keys: EventKeys, name: str) -> VoteRecord | None:
+        """A vote by its object's name (from ``vote_names`` / ``run_vote_names``)."""
+        return self._get(f"{keys.votes}{name}", VoteRecord)
+
+    def run_vote_names(self, run_key: str) -> dict[str, list[str]]:
+        """Every vote of a run, from one LIST (a page per 1,000): event key -> vote names."""
+        prefix = votes_prefix(run_key)
+        root = self._path(prefix).rstrip("/")
+
+        def names(timeout: float | None) -> list[str]:
+            return self.objects.names(root, timeout, deep=True)
+
+        found: dict[str, list[str]] = {}
+        for entry in self._call("list", root, names):
+            parts = entry.strip("/").split("/")
+            if len(parts) < 3 or parts[-3] != "votes" or not KEY_PART_RE.fullmatch(parts[-2]):
+                continue  # not <event-key>/<vote> right under votes/: a stray object
+            event_key, name = parts[-2], parts[-1]
+            if (
+                name.endswith(".json")
+                and not name.startswith(".")
+                and KEY_PART_RE.fullmatch(event_key)
+            ):
+                found.setdefault(event_key, []).append(name)
+        return found
 
     def decided_ids(self, run_key: str) -> set[str]:
         """Request ids of a run's decided events, from one LIST of the run's decisions."""

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from ._codecs import CODECS, Codec, _show, check_text, codec_for
 from ._errors import ConfigError, InvalidValue
+from ._models import VoteRecord
 
 SCHEMA_KINDS = ("choice", "choices", "approval", "model")
 MAX_FIELDS = 50
@@ -46,6 +47,8 @@ class Approval(BaseModel):
     by: str = ""
     at: datetime | None = None
     via: str = ""
+    # A quorum gate's votes, oldest first (who approved or rejected, why, when, how).
+    votes: tuple[VoteRecord, ...] = ()
 
     def __bool__(self) -> bool:
         return self.approved

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _config, demo
+from . import _config, _quorum, demo
 from ._answers import EventState, cancel, load, status_of, submit
 from ._cli_progress import wait_with_progress
 from ._cli_server import AppStartError, BackgroundApp, bind, build_app, serve_forever, url_of
@@ -338,10 +338,36 @@ def cmd_show(args: argparse.Namespace) -> int:
         fields.append(("answer", "none: the deadline passed with no answer"))
     else:
         fields.append(("answer", "none yet"))
+    if event.quorum is not None:
+        fields += _quorum_fields(store, state)
     width = max(len(label) for label, _ in fields) + 1
     for label, value in fields:
         say(f"{label + ':':<{width}} {value}")
     return 0
+
+
+def _quorum_fields(store: Store, state: EventState) -> list[tuple[str, str]]:
+    """A quorum gate's rule, votes (the decision's, or those cast so far) and what is needed."""
+    event, decision = state.event, state.decision
+    rule = event.quorum
+    assert rule is not None
+    groups = ", ".join(f"{n} from {g}" for g, n in rule.groups.items())
+    needs = f"{rule.approvals} distinct approvals" + (f" ({groups})" if groups else "")
+    if event.requested_by:
+        needs += f"; {event.requested_by} asked and cannot approve"
+    if decision is not None:
+        votes, needed = list(decision.votes or []), ""
+    else:
+        counted = _quorum.tally(event, _quorum.read(store, state.keys))
+        votes, needed = list(counted.votes), counted.needed
+    fields = [("quorum", needs)]
+    for vote in votes:
+        what = "approved" if vote.approved else "rejected"
+        why = f": {vote.reason}" if vote.reason else ""
+        fields.append(("vote", f"{vote.reviewer} {what}{why} ({format_time(vote.cast_at)})"))
+    if needed:
+        fields.append(("needed", needed))
+    return fields
 
 
 def _operator(name: str | None) -> str:
@@ -367,6 +393,14 @@ def cmd_respond(args: argparse.Namespace) -> int:
         reason=args.reason,
     )
     record = done.record
+    if done.vote is not None:
+        vote = done.vote
+        what = "approved" if vote.approved else "rejected"
+        left = done.tally.needed if done.tally is not None else ""
+        state = f"still needed: {left}" if record is None else f"decided: {_value_text(record)}"
+        say(f"voted on {vote.request_id}: {what} (by {vote.reviewer} via cli); {state}")
+        return 0
+    assert record is not None  # only a quorum vote leaves a gate undecided
     what = "already recorded" if done.repeated else "answered"
     say(
         f"{what} {record.request_id}: {_value_text(record)} "

@@ -301,6 +301,45 @@ def test_reviewer_rejects_an_approval_with_a_reason_in_chromium(page: Any) -> No
     assert approval.via == "form"
 
 
+def test_reviewers_cast_quorum_votes_and_see_the_progress_in_chromium(page: Any) -> None:
+    event = hitl.approve.open(
+        "release",
+        "Release 2.0 to every region?",
+        reviewers={
+            "alice@example.com": hitl.Reviewer(groups=["legal"]),
+            "bob@example.com": hitl.Reviewer(groups=["finance"]),
+            "carol@example.com": None,
+        },
+        quorum={"legal": 1, "finance": 1},
+        requested_by="carol@example.com",
+        poll_interval_seconds=0.05,
+    )
+    page.goto(event.links["alice@example.com"])
+    assert "No votes yet." in page.locator(".votes").inner_text()
+    page.get_by_role("button", name="Approve").click()
+    page.locator("#my-vote").wait_for()
+    assert "you approved" in page.locator("#my-vote").inner_text()
+    assert "1 from finance" in page.locator("#quorum-needed").inner_text()
+    assert page.get_by_role("button", name="Approve").count() == 0  # one vote a person
+    _shots(page, "quorum-voted")
+    page.goto(event.links["bob@example.com"])
+    rows = page.locator("#vote-list tbody tr")
+    assert rows.count() == 1 and "alice@example.com" in rows.first.inner_text()
+    _shots(page, "quorum-pending")
+    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("status").wait_for()
+    assert "your vote was recorded" in page.get_by_role("status").inner_text()
+    assert "decided: approved" in page.get_by_role("status").inner_text()
+    assert page.locator("#vote-list tbody tr").count() == 2
+    assert "alice@example.com, bob@example.com" in page.locator("#answered-by").inner_text()
+    _shots(page, "quorum-decided")
+    approval = event.wait()
+    assert approval.approved and [v.reviewer for v in approval.votes] == [
+        "alice@example.com",
+        "bob@example.com",
+    ]
+
+
 def test_evidence_table_and_markdown_fit_a_phone_in_chromium(page: Any) -> None:
     rows = [
         {"check": "p95 latency", "before": "180 ms", "after": "212 ms", "verdict": "within budget"},

@@ -543,7 +543,7 @@ def test_policies_cover_exactly_the_requests_the_code_sends(
     lapsing = hitl.new_event(
         "late",
         data_type=int,
-        timeout_seconds=1,
+        timeout_seconds=3,  # its first reminder is due at 0.4 s: time to spare on a busy machine
         poll_interval_seconds=0.2,
         remind_every=0.4,
         notify="json://127.0.0.1:9",
@@ -571,6 +571,22 @@ def test_policies_cover_exactly_the_requests_the_code_sends(
     assert answered.wait() is True
     with pytest.raises(TimeoutError):
         lapsing.wait()
+    # A quorum gate: one vote through the app, seen by a second app instance and by the task,
+    # which then writes the timeout listing it.
+    quorum = hitl.approve.open(
+        "both", reviewers=["ann", "ben"], quorum=2, timeout_seconds=2, poll_interval_seconds=0.1
+    )
+    ann, ben = (
+        urllib.parse.parse_qs(urllib.parse.urlsplit(quorum.links[n]).query)["token"][0]
+        for n in ("ann", "ben")
+    )
+    with app_rec.as_endpoint():
+        other_instance = Mangum(create_app(Store(store_url, for_requests=True)), lifespan="off")
+    vote = json_post_event({"request_id": quorum.request_id, "token": ann, "value": True})
+    assert invoke(handler, vote)["statusCode"] == 200
+    ben_form = apigw_event("GET", f"/form/{quorum.request_id}", query={"token": ben})
+    assert "ann" in invoke(other_instance, ben_form)["body"]
+    assert not quorum.wait().approved  # its timeout (fail closed), after reading ann's vote
 
     bucket_policy = bucket_policy_of(s3_bucket)
     for who, recorder, policy in (
