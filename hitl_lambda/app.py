@@ -48,6 +48,7 @@ from hitl_sdk._store import Store
 from hitl_sdk._types import FormFields, codec_of
 
 from . import http_errors, pages
+from .auth import OidcSettings
 from .middleware import (
     MAX_BODY_BYTES,
     BodyLimit,
@@ -92,12 +93,17 @@ def store_from_env(*, check: bool = True) -> Store:
     return store
 
 
-def create_app(store: Store | None = None) -> FastAPI:
+def create_app(store: Store | None = None, *, oidc: OidcSettings | str | None = "env") -> FastAPI:
     """The reviewer app over ``store``; without one, over ``HITL_STORE_URL`` (checked now).
+    ``oidc``: the sign-in settings that turn on the inbox; by default read from the
+    environment (``HITL_OIDC_ISSUER`` and the rest, see ``hitl_lambda.auth``); ``None``: off.
 
-    Raises ``ConfigError`` if ``HITL_STORE_URL`` is missing or malformed and a
-    ``StorageError`` subclass (``StoreNotFound``, ``StoreAccessDenied``) if it is unreachable.
+    Raises ``ConfigError`` if ``HITL_STORE_URL`` (or a sign-in setting) is missing or malformed
+    and a ``StorageError`` subclass (``StoreNotFound``, ``StoreAccessDenied``) if it is
+    unreachable.
     """
+    settings = OidcSettings.from_env() if oidc == "env" else oidc
+    assert settings is None or isinstance(settings, OidcSettings)
     checked: Future[None] | None = None
     if store is None:
         store = store_from_env(check=False)
@@ -105,6 +111,10 @@ def create_app(store: Store | None = None) -> FastAPI:
         checked = Future()
         threading.Thread(target=_run_into, args=(store.check, checked), daemon=True).start()
     app = _build(store)
+    if settings is not None:
+        from . import inbox
+
+        inbox.install(app, store, settings)
     pages.preload()
     if checked is not None:
         checked.result()  # the check's error, if any, is the cold start's
@@ -180,7 +190,9 @@ def _build(store: Store) -> FastAPI:
             return pages.render(request.scope, "answered.html", 200, **_decided(state))
         if state.status is not Status.PENDING:
             return _closed(request, state)
-        return _form(request, state, token, reviewer, action="../submit", quorum=_tally(state))
+        return _form(
+            request, state, token, reviewer, action="../submit", quorum=_tally(store, state)
+        )
 
     @app.post("/submit", response_class=HTMLResponse)
     async def submit_form(request: Request) -> Response:
@@ -189,19 +201,8 @@ def _build(store: Store) -> FastAPI:
         return await blocking(form_answer, request, fields)
 
     def form_answer(request: Request, fields: dict[str, list[str]]) -> Response:
-        def one(name: str) -> str:
-            return fields.get(name, [""])[-1]
-
-        request_id, token = one("request_id"), one("token")
-        comment, reason = fields.get("comment", [None])[-1], fields.get("reason", [None])[-1]
-        values = fields.get("value", [])
-        raw: str | list[str] | FormFields
-        if one("form") == "model":  # a model gate's fields, one input each ("f.<name>")
-            raw = FormFields({k[2:]: v for k, v in fields.items() if k.startswith("f.")})
-        else:
-            # One field is the answer's text; several a multi-select's picks; none is "",
-            # which the codec judges (an empty multi-select is no picks).
-            raw = values[0] if len(values) == 1 else (values or "")
+        request_id, token = fields.get("request_id", [""])[-1], fields.get("token", [""])[-1]
+        raw, comment, reason = _raw_answer(fields)
         try:
             _answers.submit(
                 store, request_id, raw, via="form", token=token, comment=comment, reason=reason
@@ -216,7 +217,7 @@ def _build(store: Store) -> FastAPI:
                 state,
                 token,
                 reviewer,
-                quorum=_tally(state),
+                quorum=_tally(store, state),
                 action="submit",
                 error=str(exc),
                 value=raw,
@@ -275,16 +276,33 @@ def _build(store: Store) -> FastAPI:
             "created_at": event.created_at.isoformat(),
             "deadline": event.deadline.isoformat(),
             "decision": _decision_json(state.decision) if state.decision else None,
-            **(_quorum_json(event, counted) if (counted := _tally(state)) else {}),
+            **(_quorum_json(event, counted) if (counted := _tally(store, state)) else {}),
         }
 
-    def _tally(state: _answers.EventState) -> Tally | None:
-        """An open quorum gate's votes so far (one LIST, then GETs of votes not read yet)."""
-        if state.event.quorum is None or state.decision is not None:
-            return None
-        return tally(state.event, read_votes(store, state.keys))
-
     return app
+
+
+def _raw_answer(
+    fields: dict[str, list[str]],
+) -> tuple[str | list[str] | FormFields, str | None, str | None]:
+    """A form post's answer (as the codec takes it), comment and reason."""
+    comment, reason = fields.get("comment", [None])[-1], fields.get("reason", [None])[-1]
+    values = fields.get("value", [])
+    raw: str | list[str] | FormFields
+    if fields.get("form", [""])[-1] == "model":  # a model gate's fields, one input each
+        raw = FormFields({k[2:]: v for k, v in fields.items() if k.startswith("f.")})
+    else:
+        # One field is the answer's text; several a multi-select's picks; none is "",
+        # which the codec judges (an empty multi-select is no picks).
+        raw = values[0] if len(values) == 1 else (values or "")
+    return raw, comment, reason
+
+
+def _tally(store: Store, state: _answers.EventState) -> Tally | None:
+    """An open quorum gate's votes so far (one LIST, then GETs of votes not read yet)."""
+    if state.event.quorum is None or state.decision is not None:
+        return None
+    return tally(state.event, read_votes(store, state.keys))
 
 
 def _form(
@@ -300,6 +318,8 @@ def _form(
     reason: str = "",
     status: int = 200,
     quorum: Tally | None = None,
+    csrf: str = "",
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     # action is relative so a stage prefix (/prod/form/... -> /prod/submit) keeps working:
     # "../submit" from /form/<id>, "submit" from /submit itself.
@@ -320,6 +340,8 @@ def _form(
         comment=comment,
         quorum=quorum,
         my_vote=quorum.vote_of(reviewer) if quorum is not None else None,
+        csrf=csrf,
+        **(extra or {}),
     )
 
 

@@ -33,12 +33,14 @@ from hitl_sdk._errors import (
 )
 
 from . import pages
+from .auth import SignInError
 
 log = logging.getLogger("hitl.app")
 
 # First match wins, so subclasses come before their bases.
 STATUS_FOR: tuple[tuple[type[HitlError], int, str], ...] = (
     (InvalidValue, 400, "invalid_value"),
+    (SignInError, 400, "sign_in_failed"),
     (MissingToken, 401, "missing_token"),
     (InvalidToken, 403, "invalid_token"),
     (NotAllowed, 403, "not_allowed"),
@@ -74,7 +76,7 @@ def status_for(exc: HitlError) -> tuple[int, str]:
 
 
 def is_api_path(path: str) -> bool:
-    return path.endswith("/submit/json") or "/status/" in path or path.endswith("/health")
+    return path.endswith(("/submit/json", "/health", "/inbox.json")) or "/status/" in path
 
 
 def error_response(scope: Scope, status: int, kind: str, message: str) -> Response:

@@ -13,7 +13,7 @@ templates are compiled on first use as usual.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,14 @@ def left(deadline: datetime, now: datetime | None = None) -> str:
     if minutes:
         return f"in {minutes} min"
     return f"in {secs} s"
+
+
+def ago(moment: datetime, now: datetime | None = None) -> str:
+    """How long ago, as a reviewer reads it: "3 h 12 min ago", "just now"."""
+    seconds = int(((now or datetime.now(timezone.utc)) - moment).total_seconds())
+    if seconds < 60:
+        return "just now"
+    return left(moment, moment - timedelta(seconds=seconds)).removeprefix("in ") + " ago"
 
 
 def prompt_block(text: str, prompt_format: str) -> Markup:
@@ -176,6 +184,7 @@ def _limits(kind: str, schema: dict[str, Any]) -> str:
 
 _env.filters["when"] = when
 _env.filters["left"] = left
+_env.filters["ago"] = ago
 _env.globals["prompt_block"] = prompt_block
 _env.globals["evidence"] = evidence
 _env.globals["heading"] = heading

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import _quorum
+from . import _inbox, _quorum
 from ._codecs import check_text
 from ._errors import (
     AlreadyAnswered,
@@ -192,6 +192,8 @@ def submit(
         store.create_decision(record)
     except KeyExists as exc:  # closed meanwhile: the store read back what stands
         return _repeat_or_refuse(_with_decision(store, keys, event, exc.existing), who, value)
+    if via in _inbox.MARKED_BY_CLOSER:
+        _inbox.mark_closed(store, event, record)
     return Submission(event, record)
 
 
@@ -248,6 +250,8 @@ def _vote(store: Store, keys: EventKeys, who: str, raw_value: object, via: Via) 
                 f"the gate was decided before {who}'s vote could count: "
                 f"{_decided(decision) if decision else 'closed'}"
             ) from None
+    if via in _inbox.MARKED_BY_CLOSER and decision is not None:
+        _inbox.mark_closed(store, event, decision)
     return Submission(event, decision, vote=vote, tally=counted)
 
 
@@ -351,4 +355,5 @@ def cancel(
             return d  # a retry of this very cancel
         _refuse_closed(state)
         raise
+    _inbox.mark_closed(store, event, record)
     return record

@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
-from . import _announce, _answers, _config, _flyte, _notify
+from . import _announce, _answers, _config, _flyte, _inbox, _notify
 from ._answers import outcome
 from ._codecs import check_text, codec_for
 from ._errors import (
@@ -314,6 +314,7 @@ def _open_once(store: Store, opening: _Opening) -> tuple[EventRecord, DecisionRe
     wanted = opening.record
     try:
         store.create_event(wanted)
+        _inbox.mark_open(store, wanted)
         return wanted, None
     except KeyExists:
         pass
@@ -327,6 +328,7 @@ def _open_once(store: Store, opening: _Opening) -> tuple[EventRecord, DecisionRe
         for reviewer, token in opening.tokens.items():
             grant = GrantRecord(request_id=existing.request_id, reviewer=reviewer)
             store.create_grant(token_digest(token), grant)
+        _inbox.mark_open(store, existing)  # in case the first run stopped before it could
     return existing, decision
 
 

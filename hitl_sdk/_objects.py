@@ -58,9 +58,17 @@ class Objects(Protocol):
     def create(self, path: str, data: bytes, timeout: float | None = None) -> None:
         """Write ``data`` unless the object exists (then ``FileExistsError``); atomic."""
 
-    def names(self, path: str, timeout: float | None = None, *, deep: bool = False) -> list[str]:
+    def names(
+        self,
+        path: str,
+        timeout: float | None = None,
+        *,
+        deep: bool = False,
+        start_after: str | None = None,
+    ) -> list[str]:
         """The full names directly under the folder ``path`` (a missing one lists empty);
-        ``deep``: every object's name at any depth below it, and no folders."""
+        ``deep``: every object's name at any depth below it, and no folders; ``start_after``
+        (a full name): only names that sort after it."""
 
 
 class S3Objects:
@@ -112,13 +120,22 @@ class S3Objects:
         except Exception as exc:
             raise _translated(exc, path) from exc
 
-    def names(self, path: str, timeout: float | None = None, *, deep: bool = False) -> list[str]:
+    def names(
+        self,
+        path: str,
+        timeout: float | None = None,
+        *,
+        deep: bool = False,
+        start_after: str | None = None,
+    ) -> list[str]:
         bucket, key = _split(path)
         prefix = f"{key}/" if key else ""
         found: list[str] = []
         ask: dict[str, str] = {"Bucket": bucket, "Prefix": prefix}
         if not deep:
             ask["Delimiter"] = "/"
+        if start_after is not None:
+            ask["StartAfter"] = _split(start_after)[1]
         try:
             while True:  # one request a page of 1,000
                 page = self._run(lambda ask=ask: self.client.list_objects_v2(**ask), timeout)
@@ -216,11 +233,20 @@ class FsspecObjects:
                     raise FileExistsError(path)
                 self.fs.pipe_file(path, data)
 
-    def names(self, path: str, timeout: float | None = None, *, deep: bool = False) -> list[str]:
+    def names(
+        self,
+        path: str,
+        timeout: float | None = None,
+        *,
+        deep: bool = False,
+        start_after: str | None = None,
+    ) -> list[str]:
         kw = self._kw(timeout)
         try:
             if deep:
-                return [str(e) for e in self.fs.find(path, **kw)]
+                found = [str(e) for e in self.fs.find(path, **kw)]
+                after = start_after.lstrip("/") if start_after is not None else None
+                return [e for e in found if after is None or e.lstrip("/") > after]
             lsdir = getattr(self.fs, "_lsdir", None)
             if self._s3 and lsdir is not None:
                 # s3fs's public ls lists the parent too when a prefix is empty: one LIST only.

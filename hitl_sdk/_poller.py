@@ -25,7 +25,7 @@ import time
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import _notify, _quorum
+from . import _inbox, _notify, _quorum
 from ._errors import HitlError, KeyExists, TransientStorageError
 from ._keys import EventKeys
 from ._models import DecisionRecord, EventRecord, utcnow
@@ -246,6 +246,8 @@ class Poller:
             self._settle(run, watch, error=exc)
             return
         if decision is not None:
+            if not _inbox.marked_by_closer(decision):  # the inbox learns it closed
+                _inbox.mark_closed(watch.store, watch.event, decision)
             self._settle(run, watch, decision=decision)
 
     def _settle(

@@ -244,6 +244,22 @@ class Store:
                 found.setdefault(event_key, []).append(name)
         return found
 
+    def create_marker(self, key: str) -> None:
+        """An empty index object (the inbox's), written once; ``KeyExists`` if it is there."""
+        path = self._path(key)
+        self._call("create", path, lambda timeout: self.objects.create(path, b"", timeout))
+
+    def index_names(self, folder: str, *, start_after: str) -> list[str]:
+        """Every object below ``folder`` whose key sorts after ``start_after`` (both relative
+        to the root), as paths relative to the folder: one LIST a page of 1,000."""
+        root = self._path(folder).rstrip("/")
+
+        def names(timeout: float | None) -> list[str]:
+            return self.objects.names(root, timeout, deep=True, start_after=self._path(start_after))
+
+        cut = len(root.strip("/")) + 1
+        return [e.strip("/")[cut:] for e in self._call("list", root, names)]
+
     def decided_ids(self, run_key: str) -> set[str]:
         """Request ids of a run's decided events, from one LIST of the run's decisions."""
         names = self._list(decisions_prefix(run_key))

@@ -386,3 +386,92 @@ def test_flyte_report_panel_fits_a_phone_in_chromium(browser: Any, served_store:
         assert curl.startswith("curl -X POST ") and event.token in curl
     finally:
         context.close()
+
+
+def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn-inbox", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    return server, thread, f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+
+def test_reviewer_signs_in_and_works_through_three_gates_from_the_inbox_in_chromium(
+    browser: Any, served_store: tuple[str, str]
+) -> None:
+    from oidc import OidcProvider
+
+    from hitl_lambda.auth import OidcSettings
+
+    store_url, _ = served_store
+    with OidcProvider() as issuer:
+        issuer.user("rina@example.com", groups=["release"])
+        settings = OidcSettings.from_env(
+            {
+                "HITL_OIDC_ISSUER": issuer.url,
+                "HITL_OIDC_CLIENT_ID": "hitl-inbox",
+                "HITL_OIDC_CLIENT_SECRET": "client-secret",
+                "HITL_SESSION_SECRET": "k" * 48,
+            }
+        )
+        server, thread, app_url = _serve(create_app(Store(store_url), oidc=settings))
+        try:
+            _config.configure(store_url=store_url, app_url=app_url, run_id="release-2-0")
+            replicas = hitl.new_event(
+                "replicas", int, prompt="How many replicas for 2.0?",
+                reviewers=["rina@example.com"], timeout_seconds=600, poll_interval_seconds=0.05,
+            )  # fmt: skip
+            ship = hitl.approve.open(
+                "ship", "Ship 2.0 to every region?", reviewers=["group:release"],
+                timeout_seconds=1800, poll_interval_seconds=0.05,
+            )  # fmt: skip
+            notes = hitl.new_event(
+                "notes", str, prompt="Release notes headline", reviewers=["rina@example.com"],
+                timeout_seconds=7200, poll_interval_seconds=0.05,
+            )  # fmt: skip
+            context = browser.new_context(viewport={"width": 1200, "height": 900})
+            page = context.new_page()
+            page.set_default_timeout(10_000)
+            page.goto(f"{app_url}/inbox")  # not signed in: to the issuer's own login page
+            page.get_by_placeholder("sub").fill("rina@example.com")
+            page.get_by_role("button", name="Authorize").click()
+            page.locator("#gates").wait_for()
+            titles = page.locator("#gates a.gate").all_inner_texts()
+            assert titles == [
+                "How many replicas for 2.0?",
+                "Ship 2.0 to every region?",
+                "Release notes headline",
+            ]  # most urgent first
+            assert "Signed in as rina@example.com" in page.locator("footer").inner_text()
+            _shots(page, "inbox")
+            page.locator("#gates a.gate").first.click()
+            page.get_by_label("Your answer").fill("3")
+            _shots(page, "inbox-gate")
+            page.get_by_role("button", name="Submit answer").click()
+            page.locator("#answered").wait_for()
+            assert "Recorded: How many replicas for 2.0?" in page.locator("#answered").inner_text()
+            page.locator("#next-gate").click()
+            page.get_by_role("button", name="Approve").click()
+            page.locator("#answered").wait_for()
+            page.locator("#next-gate").click()
+            page.get_by_label("Your answer").fill("Faster everywhere")
+            page.get_by_role("button", name="Submit answer").click()
+            page.locator("#answered").wait_for()
+            assert "Nothing else waits for you" in page.locator("#answered").inner_text()
+            assert page.locator("#empty").is_visible()
+            page.get_by_role("link", name="Recently closed (3)").click()
+            assert page.locator("#gates li").count() == 3
+            _shots(page, "inbox-closed")
+            assert replicas.wait() == 3 and ship.wait().by == "rina@example.com"
+            assert notes.wait() == "Faster everywhere"
+            page.get_by_role("link", name="Sign out").click()
+            assert "You are signed out" in page.get_by_role("status").inner_text()
+            context.close()
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)

@@ -50,6 +50,8 @@ def kinds(seen: list[tuple[str, str]]) -> Counter[str]:
         if "list-type=2" in path:
             prefix = parse_qs(urlsplit(path).query).get("prefix", [""])[0]
             counted[f"LIST {prefix.strip('/').rsplit('/', 1)[-1]}"] += 1
+        elif "/inbox/" in path:
+            counted[f"{method} inbox"] += 1
         else:
             part = re.search(r"/runs/[^/]+/(\w+)/", path)
             counted[f"{method} {part.group(1) if part else path}"] += 1

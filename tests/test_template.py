@@ -42,6 +42,9 @@ TASK_POLICY = ROOT / "infra" / "task-policy.json"
 PREFIX = "hitl"
 # Variables the SDK's settings read that the reviewer app must NOT have set, and why. The
 # app reads the store from HITL_STORE_URL; the others mean something only to a task.
+# Secrets the function reads from Secrets Manager (HITL_OIDC_SECRETS_ARN), never from its
+# environment; outside AWS (hitl serve) they may come as variables.
+SECRETS_NOT_IN_ENV = {"HITL_OIDC_CLIENT_SECRET", "HITL_SESSION_SECRET"}
 NOT_FOR_THE_FUNCTION = {
     # the run a task belongs to; the app serves every run's gates
     "HITL_RUN_ID",
@@ -65,12 +68,24 @@ def load_template() -> dict[str, Any]:
     return dict(template)
 
 
-def resolve(node: Any, names: dict[str, str]) -> Any:
-    """Resolve Ref, Fn::GetAtt and Fn::Sub with ``names``; an unknown name fails the test."""
+NO_VALUE = object()
+
+
+def resolve(node: Any, names: dict[str, str], conditions: dict[str, bool] | None = None) -> Any:
+    """Resolve Ref, Fn::GetAtt, Fn::Sub and Fn::If with ``names`` and ``conditions`` (all
+    false unless given: the stack's defaults); ``AWS::NoValue`` drops the item. An unknown
+    name fails the test."""
+    conditions = conditions or {}
     if isinstance(node, list):
-        return [resolve(item, names) for item in node]
+        items = [resolve(item, names, conditions) for item in node]
+        return [item for item in items if item is not NO_VALUE]
     if not isinstance(node, dict):
         return node
+    if set(node) == {"Fn::If"}:
+        name, then, otherwise = node["Fn::If"]
+        return resolve(then if conditions.get(name, False) else otherwise, names, conditions)
+    if node == {"Ref": "AWS::NoValue"}:
+        return NO_VALUE
     if set(node) == {"Ref"}:
         return names[node["Ref"]]
     if set(node) == {"Fn::GetAtt"}:
@@ -78,9 +93,9 @@ def resolve(node: Any, names: dict[str, str]) -> Any:
         return names[target if isinstance(target, str) else ".".join(target)]
     if set(node) == {"Fn::Sub"}:
         text, local = (node["Fn::Sub"], {}) if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"]
-        scope = {**names, **{k: resolve(v, names) for k, v in local.items()}}
+        scope = {**names, **{k: resolve(v, names, conditions) for k, v in local.items()}}
         return re.sub(r"\$\{([^}!]+)\}", lambda m: scope[m.group(1)], text)
-    return {key: resolve(value, names) for key, value in node.items()}
+    return {key: resolve(value, names, conditions) for key, value in node.items()}
 
 
 def stack_names(bucket: str, prefix: str = PREFIX) -> dict[str, str]:
@@ -92,6 +107,13 @@ def stack_names(bucket: str, prefix: str = PREFIX) -> dict[str, str]:
         "AWS::Region": "us-east-1",
         "AWS::URLSuffix": "amazonaws.com",
         "AWS::StackName": "hitl-test",
+        # the parameters' defaults: no sign-in
+        **{
+            name: str(spec.get("Default", ""))
+            for name, spec in load_template()["Parameters"].items()
+            if name not in ("Prefix",)
+        },
+        "OidcSecrets": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hitl-oidc",
     }
 
 
@@ -101,12 +123,12 @@ def function_properties() -> dict[str, Any]:
     return dict(resource["Properties"])
 
 
-def function_policy(bucket: str) -> dict[str, Any]:
+def function_policy(bucket: str, *, oidc: bool = False) -> dict[str, Any]:
     statements: list[Any] = []
     for policy in function_properties()["Policies"]:
         # SAM policy templates (S3CrudPolicy, ...) grant whole buckets: inline statements only.
         assert isinstance(policy, dict) and "Statement" in policy, policy
-        statements += resolve(policy["Statement"], stack_names(bucket))
+        statements += resolve(policy["Statement"], stack_names(bucket), {"UseOidc": oidc})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -458,9 +480,14 @@ def test_api_routes_exactly_what_the_app_serves() -> None:
     from fastapi.routing import APIRoute
 
     from hitl_lambda.app import create_app
+    from hitl_lambda.auth import OidcSettings
     from hitl_sdk._store import Store
 
-    app = create_app(Store(f"memory://routes-{uuid.uuid4().hex[:8]}"))
+    # Every route, the inbox's included (sign-in on); without it the app answers those 404.
+    oidc = OidcSettings(
+        issuer="https://idp.example.com", client_id="c", client_secret=None, session_secret="s" * 40
+    )
+    app = create_app(Store(f"memory://routes-{uuid.uuid4().hex[:8]}"), oidc=oidc)
     served: set[tuple[str, str]] = set()
     for route in app.routes:
         assert isinstance(route, APIRoute), (
@@ -478,7 +505,8 @@ def test_api_routes_exactly_what_the_app_serves() -> None:
 def _environment_reads(path: Path) -> set[str]:
     text = path.read_text()
     names = set(
-        re.findall(r"os\.(?:environ\.get|getenv)\(\s*[\"']([A-Z0-9_]+)[\"']", text)
+        re.findall(r"(?:os\.environ|env)\.get\(\s*[\"']([A-Z0-9_]+)[\"']", text)
+        + re.findall(r"os\.getenv\(\s*[\"']([A-Z0-9_]+)[\"']", text)
         + re.findall(r"os\.environ\[\s*[\"']([A-Z0-9_]+)[\"']\s*\]", text)
     )
     # a name kept in a module constant: VARIABLE = "HITL_..." then os.environ.get(VARIABLE)
@@ -499,8 +527,10 @@ def test_every_variable_the_app_reads_is_set() -> None:
 
     set_by_template = set(function_properties()["Environment"]["Variables"])
     assert not read_by_app & NOT_FOR_THE_FUNCTION, "the app reads a variable the template omits"
-    assert set_by_template == (read_by_app | read_by_settings) - NOT_FOR_THE_FUNCTION
-    assert set_by_template >= read_by_app
+    assert not set_by_template & SECRETS_NOT_IN_ENV, "a secret in the function's environment"
+    skipped = NOT_FOR_THE_FUNCTION | SECRETS_NOT_IN_ENV
+    assert set_by_template == (read_by_app | read_by_settings) - skipped
+    assert set_by_template >= read_by_app - SECRETS_NOT_IN_ENV
 
 
 def test_cold_start_with_the_templates_environment_serves_health(
@@ -605,6 +635,78 @@ def test_policies_cover_exactly_the_requests_the_code_sends(
         assert not refused, "the bucket policy would refuse:\n" + "\n".join(refused)
         unused = grants(policy) - used_grants(policy, accesses)
         assert not unused, f"the {who} policy grants what the code never uses: {unused}"
+
+
+def test_the_inbox_policy_covers_what_signed_in_reviewers_send(
+    s3_bucket: str, recorders: tuple[S3Recorder, S3Recorder]
+) -> None:
+    """With sign-in on (UseOidc), the function lists inboxes, answers a gate from one and marks
+    it closed: each request allowed, and each inbox grant used."""
+    import re as _re
+
+    from apigw import apigw_event, form_post_event, invoke
+    from mangum import Mangum
+    from oidc import OidcProvider
+    from test_inbox import SECRET, cookie_value, header, set_cookies, with_cookies
+
+    import hitl_sdk as hitl
+    from hitl_lambda.app import create_app
+    from hitl_lambda.auth import OidcSettings
+    from hitl_sdk import _config
+    from hitl_sdk._store import Store
+
+    _, app_rec = recorders
+    store_url = f"s3://{s3_bucket}/{PREFIX}"
+    _config.configure(store_url=store_url, run_id=f"inbox-{uuid.uuid4().hex[:6]}")
+    gate = hitl.new_event("ship", bool, reviewers=["alice@example.com"])
+    with OidcProvider() as issuer:
+        issuer.user("alice@example.com")
+        settings = OidcSettings.from_env(
+            {
+                "HITL_OIDC_ISSUER": issuer.url,
+                "HITL_OIDC_CLIENT_ID": "hitl",
+                "HITL_OIDC_CLIENT_SECRET": "client-secret",
+                "HITL_SESSION_SECRET": SECRET,
+                "HITL_OIDC_REDIRECT_URI": "https://app.example/auth/callback",
+            }
+        )
+        with app_rec.as_endpoint():
+            app = Mangum(
+                create_app(Store(store_url, for_requests=True), oidc=settings), lifespan="off"
+            )
+        started = invoke(app, apigw_event("GET", "/login"))
+        back = urllib.parse.urlsplit(
+            issuer.authorize(header(started, "location") or "", "alice@example.com")
+        )
+        login = cookie_value(set_cookies(started)["hitl_login"])
+        done = invoke(
+            app, with_cookies(apigw_event("GET", back.path, query=back.query), hitl_login=login)
+        )
+        assert done["statusCode"] == 303, done["body"][-600:]
+        session = cookie_value(set_cookies(done)["hitl_session"])
+    page = invoke(app, with_cookies(apigw_event("GET", "/inbox"), hitl_session=session))
+    assert page["statusCode"] == 200 and "ship" in page["body"]
+    form = invoke(
+        app,
+        with_cookies(apigw_event("GET", f"/inbox/gate/{gate.request_id}"), hitl_session=session),
+    )
+    csrf = _re.search(r'name="csrf" value="([0-9a-f]+)"', form["body"])
+    assert csrf is not None
+    answer = form_post_event(
+        {"request_id": gate.request_id, "value": "true", "csrf": csrf.group(1)},
+        path=f"/inbox/gate/{gate.request_id}",
+    )
+    assert invoke(app, with_cookies(answer, hitl_session=session))["statusCode"] == 303
+
+    policy = function_policy(s3_bucket, oidc=True)
+    accesses = app_rec.accesses()
+    denied = [a.why for a in accesses if not allowed(policy, a)]
+    assert not denied, "the function policy (sign-in on) would deny:\n" + "\n".join(denied)
+    used = {sid for sid, _, _ in used_grants(policy, accesses)}
+    assert {"ListInbox", "MarkInboxClosed"} <= used, used
+    assert not {"ListInbox", "MarkInboxClosed"} & {
+        s["Sid"] for s in function_policy(s3_bucket)["Statement"]
+    }, "inbox grants without sign-in"
 
 
 NEVER = {
