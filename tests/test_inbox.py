@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -429,3 +430,32 @@ def test_an_inbox_of_1000_open_gates_among_100000_closed_ones_costs_few_requests
     print(
         f"inbox: {json_requests} S3 requests (JSON), {page_requests} (page); seeded {seeded:.0f}s"
     )
+
+
+def test_on_aws_the_secrets_come_from_secrets_manager(
+    moto_endpoint: str, issuer: OidcProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack's secret (client secret given, session key generated) read at cold start."""
+    import json
+
+    import boto3
+
+    from hitl_sdk import ConfigError
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = boto3.client("secretsmanager", endpoint_url=moto_endpoint, region_name="us-east-1")
+    arn = client.create_secret(
+        Name=f"hitl-oidc-{uuid.uuid4().hex[:6]}",
+        SecretString=json.dumps({"client_secret": "from-aws", "session_secret": "g" * 64}),
+    )["ARN"]
+    env = {
+        "HITL_OIDC_ISSUER": issuer.url,
+        "HITL_OIDC_CLIENT_ID": "hitl",
+        "HITL_OIDC_SECRETS_ARN": arn,
+    }
+    settings = OidcSettings.from_env(env)
+    assert settings is not None
+    assert (settings.client_secret, settings.session_secret) == ("from-aws", "g" * 64)
+    with pytest.raises(ConfigError, match="cannot read the sign-in secrets"):
+        OidcSettings.from_env({**env, "HITL_OIDC_SECRETS_ARN": arn + "-gone"})

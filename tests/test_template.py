@@ -454,8 +454,8 @@ def test_bucket_is_private_encrypted_versioned_and_expires_records() -> None:
         for rule in bucket["LifecycleConfiguration"]["Rules"]
         if rule.get("ExpirationInDays") == {"Ref": "RetentionDays"}
     ]
-    assert len(expiring) == 1
-    assert resolve(expiring[0]["Prefix"], stack_names("b")) == f"{PREFIX}/runs/"
+    prefixes = {resolve(rule["Prefix"], stack_names("b")) for rule in expiring}
+    assert prefixes == {f"{PREFIX}/runs/", f"{PREFIX}/inbox/"}  # records and their index
     assert resources["EventsBucket"]["DeletionPolicy"] == "Retain"
 
     policy = bucket_policy_of("b")
@@ -474,6 +474,11 @@ def test_bucket_is_private_encrypted_versioned_and_expires_records() -> None:
     for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
         assert denied_by(policy, Access(action, record, tls)), action
         assert denied_by(policy, Access(action, record, create)), action
+    # The inbox index likewise: markers are created once, never replaced or removed.
+    marker = f"arn:aws:s3:::b/{PREFIX}/inbox/u-a/20260101T000000Z/r.e/x.abc"
+    assert denied_by(policy, Access("s3:PutObject", marker, tls))
+    assert not denied_by(policy, Access("s3:PutObject", marker, create))
+    assert denied_by(policy, Access("s3:DeleteObject", marker, tls))
 
 
 def test_api_routes_exactly_what_the_app_serves() -> None:
