@@ -179,7 +179,11 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
         run: str = Query(""),
         name: str = Query(""),
         answered: str = Query(""),
+        format: str = Query(""),
     ) -> Response:
+        accept = request.headers.get("accept", "")
+        if format == "json" or ("application/json" in accept and "text/html" not in accept):
+            return await inbox_json(request, run, name)  # the JSON twin, by content negotiation
         p = who(request)
         if p is None:
             return to_login(request)

@@ -131,6 +131,11 @@ def test_sign_in_see_exactly_ones_gates_answer_one_and_sign_out(
 
     page = response_text(get(app, "/inbox", session))
     assert "How many replicas?" in page and "Sign the NDA?" in page
+    asked = with_cookies(
+        apigw_event("GET", "/inbox", headers={"accept": "application/json"}), hitl_session=session
+    )
+    assert response_json(invoke(app, asked)) == listed  # the JSON twin, by Accept
+    assert response_json(get(app, "/inbox", session, format="json")) == listed
 
     form = get(app, f"/inbox/gate/{mine.request_id}", session)
     assert form["statusCode"] == 200
