@@ -35,9 +35,7 @@ import os
 import secrets
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -380,6 +378,8 @@ class Provider:
 
 
 def _get_json(url: str) -> dict[str, Any]:
+    import urllib.request  # only when signing in: the cold start does not pay for it
+
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as reply:
             data = json.load(reply)
@@ -391,6 +391,9 @@ def _get_json(url: str) -> dict[str, Any]:
 
 
 def _post_form(url: str, form: dict[str, str], headers: dict[str, str]) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
     body = urllib.parse.urlencode(form).encode()
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from . import _inbox, _quorum
-from ._codecs import check_text
+from ._codecs import Codec, check_text
 from ._errors import (
     AlreadyAnswered,
     AlreadyVoted,
@@ -168,7 +168,7 @@ def submit(
         if len(comment) > MAX_COMMENT_CHARS:
             raise InvalidValue(f"the comment is longer than {MAX_COMMENT_CHARS} characters")
     if event.quorum is not None:
-        return _vote(store, keys, who, raw_value, via)
+        return _vote(store, keys, codec, who, raw_value, via)
     if pending.status is not Status.PENDING:  # past the deadline: closed either way
         state = _with_decision(store, keys, event)
         try:
@@ -205,7 +205,9 @@ def _refuse_own_request(event: EventRecord, who: str) -> None:
         )
 
 
-def _vote(store: Store, keys: EventKeys, who: str, raw_value: object, via: Via) -> Submission:
+def _vote(
+    store: Store, keys: EventKeys, codec: Codec[Any], who: str, raw_value: object, via: Via
+) -> Submission:
     """A vote on a quorum gate: written once, then counted with every other vote; the vote
     that decides the gate (or the first to see it decided) writes the terminal decision."""
     state = load(store, keys.request_id)  # the event is known: the decision is read
@@ -219,7 +221,6 @@ def _vote(store: Store, keys: EventKeys, who: str, raw_value: object, via: Via) 
     if who not in _quorum.voters(event):
         names = ", ".join(sorted(_quorum.voters(event)))
         raise NotAllowed(f"{who} is not a reviewer of this gate; its reviewers are {names}")
-    codec = codec_of(event.data_type, event.answer_schema)
     value = codec.to_json(codec.parse(raw_value))
     if value["approved"]:
         _refuse_own_request(event, who)
@@ -239,18 +240,18 @@ def _vote(store: Store, keys: EventKeys, who: str, raw_value: object, via: Via) 
     counted = _quorum.tally(event, _quorum.read(store, keys))
     if counted.outcome == "pending":
         return Submission(event, None, vote=vote, tally=counted)
-    decision: DecisionRecord | None = _quorum.decision_for(event, counted)
+    decision = _quorum.decision_for(event, counted)
     try:
-        store.create_decision(decision)  # type: ignore[arg-type]
+        store.create_decision(decision)
     except KeyExists as exc:  # decided meanwhile (by another vote, or the waiting task)
         found = exc.existing
-        decision = found if isinstance(found, DecisionRecord) else store.get_decision(keys)
-        if decision is None or all(v.write_id != vote.write_id for v in decision.votes or ()):
+        stands = found if isinstance(found, DecisionRecord) else store.get_decision(keys)
+        if stands is None or all(v.write_id != vote.write_id for v in stands.votes or ()):
             raise AlreadyAnswered(
-                f"the gate was decided before {who}'s vote could count: "
-                f"{_decided(decision) if decision else 'closed'}"
+                f"the gate was decided before {who}'s vote could count: {_decided(stands)}"
             ) from None
-    if via in _inbox.MARKED_BY_CLOSER and decision is not None:
+        decision = stands
+    if via in _inbox.MARKED_BY_CLOSER:
         _inbox.mark_closed(store, event, decision)
     return Submission(event, decision, vote=vote, tally=counted)
 

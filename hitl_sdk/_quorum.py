@@ -116,7 +116,7 @@ def tally(event: EventRecord, votes: Iterable[VoteRecord]) -> Tally:
     """Count ``votes`` under the event's rule. Votes by anyone but a reviewer of the event, or
     an approval by its requester, are never counted (the app refuses them before writing)."""
     rule = event.quorum or QuorumRule()
-    allowed = set(event.token_digests.values()) | set(event.backups)
+    allowed = voters(event)
     counted = sorted(
         (
             v

@@ -224,24 +224,13 @@ class Store:
 
     def run_vote_names(self, run_key: str) -> dict[str, list[str]]:
         """Every vote of a run, from one LIST (a page per 1,000): event key -> vote names."""
-        prefix = votes_prefix(run_key)
-        root = self._path(prefix).rstrip("/")
-
-        def names(timeout: float | None) -> list[str]:
-            return self.objects.names(root, timeout, deep=True)
-
         found: dict[str, list[str]] = {}
-        for entry in self._call("list", root, names):
-            parts = entry.strip("/").split("/")
-            if len(parts) < 3 or parts[-3] != "votes" or not KEY_PART_RE.fullmatch(parts[-2]):
+        for rest in self._list_below(votes_prefix(run_key)):
+            parts = rest.split("/")
+            if len(parts) != 2 or not KEY_PART_RE.fullmatch(parts[0]):
                 continue  # not <event-key>/<vote> right under votes/: a stray object
-            event_key, name = parts[-2], parts[-1]
-            if (
-                name.endswith(".json")
-                and not name.startswith(".")
-                and KEY_PART_RE.fullmatch(event_key)
-            ):
-                found.setdefault(event_key, []).append(name)
+            if parts[1].endswith(".json") and not parts[1].startswith("."):
+                found.setdefault(parts[0], []).append(parts[1])
         return found
 
     def create_marker(self, key: str) -> None:
@@ -252,13 +241,7 @@ class Store:
     def index_names(self, folder: str, *, start_after: str) -> list[str]:
         """Every object below ``folder`` whose key sorts after ``start_after`` (both relative
         to the root), as paths relative to the folder: one LIST a page of 1,000."""
-        root = self._path(folder).rstrip("/")
-
-        def names(timeout: float | None) -> list[str]:
-            return self.objects.names(root, timeout, deep=True, start_after=self._path(start_after))
-
-        cut = len(root.strip("/")) + 1
-        return [e.strip("/")[cut:] for e in self._call("list", root, names)]
+        return self._list_below(folder, start_after)
 
     def decided_ids(self, run_key: str) -> set[str]:
         """Request ids of a run's decided events, from one LIST of the run's decisions."""
@@ -371,6 +354,18 @@ class Store:
             return sorted(n for n in names if not n.startswith("."))  # skip in-flight temp files
 
         return self._call("list", path, names)
+
+    def _list_below(self, prefix: str, start_after: str | None = None) -> list[str]:
+        """Every object at any depth below ``prefix`` (whose key sorts after ``start_after``,
+        if given), as paths relative to it: one LIST a page of 1,000."""
+        root = self._path(prefix).rstrip("/")
+        after = self._path(start_after) if start_after is not None else None
+
+        def names(timeout: float | None) -> list[str]:
+            return self.objects.names(root, timeout, deep=True, start_after=after)
+
+        cut = len(root.strip("/")) + 1
+        return [e.strip("/")[cut:] for e in self._call("list", root, names)]
 
     def _call(self, op: str, path: str, fn: Callable[[float | None], T]) -> T:
         limit = _DEADLINE.get()

@@ -36,17 +36,20 @@ def issuer() -> Iterator[OidcProvider]:
         yield provider
 
 
-def settings_for(issuer: OidcProvider, **extra: str) -> OidcSettings:
-    env = {
+def environment(issuer: OidcProvider) -> dict[str, str]:
+    """The sign-in settings these tests run with, as the environment gives them."""
+    return {
         "HITL_OIDC_ISSUER": issuer.url,
         "HITL_OIDC_CLIENT_ID": "hitl-inbox",
         "HITL_OIDC_CLIENT_SECRET": "client-secret",
         "HITL_SESSION_SECRET": SECRET,
         "HITL_OIDC_REDIRECT_URI": f"{APP_URL}/auth/callback",
         "HITL_OIDC_ALLOWED_DOMAINS": "example.com",
-        **extra,
     }
-    settings = OidcSettings.from_env(env)
+
+
+def settings_for(issuer: OidcProvider, **extra: str) -> OidcSettings:
+    settings = OidcSettings.from_env({**environment(issuer), **extra})
     assert settings is not None
     return settings
 
@@ -54,14 +57,7 @@ def settings_for(issuer: OidcProvider, **extra: str) -> OidcSettings:
 @pytest.fixture
 def app(s3_store: Store, issuer: OidcProvider, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The function as its cold start builds it, with sign-in configured by environment."""
-    for name, value in {
-        "HITL_OIDC_ISSUER": issuer.url,
-        "HITL_OIDC_CLIENT_ID": "hitl-inbox",
-        "HITL_OIDC_CLIENT_SECRET": "client-secret",
-        "HITL_SESSION_SECRET": SECRET,
-        "HITL_OIDC_REDIRECT_URI": f"{APP_URL}/auth/callback",
-        "HITL_OIDC_ALLOWED_DOMAINS": "example.com",
-    }.items():
+    for name, value in environment(issuer).items():
         monkeypatch.setenv(name, value)
     return Mangum(create_app(Store(s3_store.url, for_requests=True)), lifespan="off")
 
