@@ -41,6 +41,7 @@ from hitl_sdk._errors import (
     EventExpired,
     InvalidValue,
 )
+from hitl_sdk._identity import same_person
 from hitl_sdk._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, VoteRecord
 from hitl_sdk._quorum import Tally, tally
 from hitl_sdk._quorum import read as read_votes
@@ -176,8 +177,8 @@ def _build(store: Store) -> FastAPI:
         d = state.decision
         if done and d is not None and d.status == "answered":
             # Where the form's POST redirects (303): the reviewer's own answer (or vote), thanked.
-            mine = next((v for v in d.votes or () if v.reviewer == reviewer), None)
-            if mine is not None or (d.votes is None and d.answered_by == reviewer):
+            mine = next((v for v in d.votes or () if same_person(v.reviewer, reviewer)), None)
+            if mine is not None or (d.votes is None and same_person(d.answered_by, reviewer)):
                 return pages.render(
                     request.scope,
                     "submitted.html",

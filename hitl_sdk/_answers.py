@@ -19,6 +19,7 @@ from ._codecs import Codec, check_text
 from ._errors import (
     AlreadyAnswered,
     AlreadyVoted,
+    CorruptRecord,
     EventCancelled,
     EventExpired,
     EventNotFound,
@@ -29,6 +30,7 @@ from ._errors import (
     MissingToken,
     NotAllowed,
 )
+from ._identity import same_person
 from ._keys import EventKeys, match_digest, token_digest
 from ._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, Via, VoteRecord, utcnow
 from ._store import Store
@@ -198,7 +200,7 @@ def submit(
 
 
 def _refuse_own_request(event: EventRecord, who: str) -> None:
-    if event.requested_by is not None and who == event.requested_by:
+    if same_person(who, event.requested_by):
         raise NotAllowed(
             f"{who} asked for this approval and cannot approve it; another reviewer must "
             "(rejecting, to withdraw it, is allowed)"
@@ -214,13 +216,17 @@ def _vote(
     event = state.event
     if state.status is not Status.PENDING:
         d = state.decision
-        mine = next((v for v in (d.votes or []) if v.reviewer == who), None) if d else None
+        mine = (
+            next((v for v in (d.votes or []) if same_person(v.reviewer, who)), None) if d else None
+        )
         if mine is not None:
             raise AlreadyVoted(f"{_voted(mine)}; the gate was decided: {_decided(d)}")
         _refuse_closed(state)
-    if who not in _quorum.voters(event):
+    named = _quorum.voter(event, who)
+    if named is None:
         names = ", ".join(sorted(_quorum.voters(event)))
         raise NotAllowed(f"{who} is not a reviewer of this gate; its reviewers are {names}")
+    who = named  # a vote is the reviewer's as the gate names them, and keyed by their identity
     value = codec.to_json(codec.parse(raw_value))
     if value["approved"]:
         _refuse_own_request(event, who)
@@ -273,7 +279,12 @@ def _decided(d: DecisionRecord | None) -> str:
 def _repeat_or_refuse(state: EventState, who: str, value: Any) -> Submission:
     """A closed gate: the same answer by the same person is a repeat, else a refusal."""
     d = state.decision
-    if d is not None and d.status == "answered" and d.answered_by == who and d.value == value:
+    if (
+        d is not None
+        and d.status == "answered"
+        and same_person(d.answered_by, who)
+        and d.value == value
+    ):
         return Submission(state.event, d, repeated=True)
     _refuse_closed(state)
     raise AssertionError("unreachable: a closed gate was refused above")
@@ -316,11 +327,22 @@ def outcome(event: EventRecord, decision: DecisionRecord, spec: TypeSpec | None 
             f"no answer to event {event.name!r} ({event.request_id}) by its deadline "
             f"{event.deadline:%Y-%m-%d %H:%M:%S} UTC ({event.timeout_seconds:g}s)"
         )
-    if spec is None:
-        if event.answer_schema is None:
-            return codec_of(event.data_type, None).from_json(decision.value)
-        return decision.value
-    value = spec.value(decision.value)
+    try:
+        if spec is None:
+            if event.answer_schema is None:
+                return codec_of(event.data_type, None).from_json(decision.value)
+            return decision.value
+        value = spec.value(decision.value)
+    except InvalidValue as exc:
+        # Records are write-once: an answer that does not fit will not heal. Say which record.
+        key = EventKeys.parse(event.request_id).decision
+        kind = spec.name if spec is not None else event.data_type
+        raise CorruptRecord(
+            key,
+            f"the decision of gate {event.name!r} ({event.request_id}) holds "
+            f"{_clip(decision.value)}, which is not a valid {kind} answer ({exc}); "
+            f"the record is at {key}",
+        ) from exc
     if event.data_type == "approval":
         by = "timeout (default applied)" if decision.default_applied else decision.answered_by
         votes = tuple(decision.votes or ())
@@ -328,6 +350,11 @@ def outcome(event: EventRecord, decision: DecisionRecord, spec: TypeSpec | None 
             update={"by": by, "at": decision.answered_at, "via": decision.via, "votes": votes}
         )
     return value
+
+
+def _clip(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def cancel(
@@ -352,7 +379,7 @@ def cancel(
     except KeyExists as exc:
         state = _with_decision(store, keys, event, exc.existing)
         d = state.decision
-        if d is not None and d.status == "cancelled" and d.answered_by == by:
+        if d is not None and d.status == "cancelled" and same_person(d.answered_by, by):
             return d  # a retry of this very cancel
         _refuse_closed(state)
         raise

@@ -40,6 +40,7 @@ from ._evidence import (
     check_details,
     details_text,
 )
+from ._identity import find_person
 from ._keys import EventKeys, token_digest
 from ._models import DecisionRecord, EventRecord, GrantRecord, utcnow
 from ._notify import channels
@@ -165,10 +166,11 @@ def _plan(
     if escalate_after is not None and not backups:
         raise ConfigError("escalate_after needs backups=: who the gate goes to, such as ['carol']")
     backup_names = list(backups or [])
-    if set(backup_names) & set(reviewers or []):
-        raise ConfigError("a backup is already a reviewer of this gate")
     if backups is not None:
         tokens_for(backups)  # the same rules as reviewers' names
+    for backup in backup_names:
+        if isinstance(backup, str) and (found := find_person(backup, list(reviewers or []))):
+            raise ConfigError(f"backup {backup!r} is already a reviewer of this gate ({found!r})")
     spec = spec_for(data_type, require_reason=require_reason)
     stored_default = None
     if default is not UNSET:

@@ -24,13 +24,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ._errors import HitlError, KeyExists
+from ._errors import HitlError, KeyExists, TransientStorageError
 from ._evidence import heading
+from ._identity import find_person, identity
 from ._keys import _key
 from ._models import DecisionRecord, EventRecord
 from ._store import Store
@@ -42,7 +44,12 @@ ALL = "all"
 GROUP_PREFIX = "group:"
 RECENT = timedelta(days=7)
 _STAMP = "%Y%m%dT%H%M%SZ"
-MAX_SUMMARY_BYTES = 240
+# A marker's name is one file name on a local folder store: common filesystems allow 255 bytes.
+# "o." and base64url of the summary (4 characters per 3 bytes) stay within 250 of them, so with
+# the folder parts (audience 63, deadline 16, request id 123) a key stays far below S3's 1,024.
+MAX_MARKER_NAME_BYTES = 250
+MAX_SUMMARY_BYTES = (MAX_MARKER_NAME_BYTES - 2) * 3 // 4
+MARK_ATTEMPTS = 4
 # Answers through these mark the gate closed at once (a reviewer working through the inbox must
 # not see it again), as does a cancel; the waiting task marks every other decision (link and
 # API answers, timeouts) when it sees it, so those answers cost the app no extra request.
@@ -54,7 +61,7 @@ def marked_by_closer(decision: DecisionRecord) -> bool:
 
 
 def audience_of_person(email: str) -> str:
-    return f"u-{_key(email.strip().lower())}"
+    return f"u-{_key(identity(email))}"
 
 
 def audience_of_group(group: str) -> str:
@@ -86,13 +93,23 @@ def _unpack(text: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _fit(data: dict[str, Any], field: str) -> dict[str, Any]:
-    """Shorten ``data[field]`` until the JSON fits a key (S3 keys are at most 1,024 bytes)."""
-    text = str(data.get(field) or "")
-    while len(json.dumps(data, ensure_ascii=False).encode()) > MAX_SUMMARY_BYTES and text:
-        text = text[: max(0, len(text) - 8)]
-        data = {**data, field: text + "…"}
-    return data
+def _size(data: dict[str, Any]) -> int:
+    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _fit(data: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """``data`` with its text ``fields`` shortened until its JSON takes at most
+    ``MAX_SUMMARY_BYTES`` (UTF-8: a CJK character is 3 bytes, an emoji 4), so a marker's name
+    fits a file name whatever the title, name or run id. The first field (the heading) is kept
+    longest: the others are cut to a few characters before it is cut at all."""
+    out = dict(data)
+    first, *rest = fields
+    for field, floor in [*((f, 12) for f in rest), (first, 8), *((f, 0) for f in fields)]:
+        text = str(out.get(field) or "")
+        while _size(out) > MAX_SUMMARY_BYTES and len(text) > floor:
+            text = text[:-1]
+            out[field] = text + "…" if text else ""
+    return out
 
 
 def _folder(audience: str, event: EventRecord) -> str:
@@ -113,6 +130,8 @@ def open_markers(event: EventRecord) -> list[str]:
             "q": event.quorum.approvals if event.quorum else 0,
         },
         "t",
+        "n",
+        "r",
     )
     return [f"{_folder(a, event)}/o.{_pack(summary)}" for a in audiences(event)]
 
@@ -127,6 +146,7 @@ def close_markers(event: EventRecord, decision: DecisionRecord) -> list[str]:
             "v": _verdict(decision),
         },
         "b",
+        "v",
     )
     return [f"{_folder(a, event)}/x.{_pack(outcome)}" for a in audiences(event)]
 
@@ -140,24 +160,42 @@ def _verdict(decision: DecisionRecord) -> str:
 
 
 def mark(store: Store, keys: Iterable[str]) -> None:
-    """Write markers (each write-once: one already there is fine). Trouble is logged, never
-    raised: the gate itself is recorded, the index only helps find it."""
+    """Write markers, each write-once (one already there is fine). Trouble a retry may fix is
+    retried a few times; what still fails is raised (a ``StorageError``): a marker that is not
+    written hides a gate from the inbox, so the caller reports it rather than a warning."""
     for key in keys:
-        try:
-            store.create_marker(key)
-        except KeyExists:
-            pass
-        except HitlError as exc:
-            log.warning("hitl: inbox index not updated (%s); the gate itself is unaffected", exc)
-            return
+        for attempt in range(1, MARK_ATTEMPTS + 1):
+            try:
+                store.create_marker(key)
+            except KeyExists:
+                pass
+            except TransientStorageError:
+                if attempt == MARK_ATTEMPTS:
+                    raise
+                time.sleep(0.1 * 2**attempt)
+                continue
+            break
 
 
 def mark_open(store: Store, event: EventRecord) -> None:
+    """The gate's open markers; raises when one cannot be written (``new_event`` fails then,
+    and calling it again writes what is missing)."""
     mark(store, open_markers(event))
 
 
 def mark_closed(store: Store, event: EventRecord, decision: DecisionRecord) -> None:
-    mark(store, close_markers(event, decision))
+    """The gate's close markers. The decision stands whatever happens here, so a marker that
+    cannot be written is logged as an error (the gate shows as open in the inbox until one is)."""
+    try:
+        mark(store, close_markers(event, decision))
+    except HitlError as exc:
+        log.error(
+            "hitl: gate %r (%s) is decided, but its inbox close marker could not be written "
+            "(%s): the inbox lists it as open, and opening it there shows the decision",
+            event.name,
+            event.request_id,
+            exc,
+        )
 
 
 @dataclass(frozen=True)
@@ -243,10 +281,10 @@ def reviewer_for(event: EventRecord, email: str, groups: Iterable[str], anyone: 
     reviewer name that is their email (any case), else their email when the gate names one of
     their groups (``group:legal``), or names no one and the deployment lets them answer."""
     named = {n for n in event.token_digests.values() if n}
-    mine = email.strip().lower()
-    for name in named:
-        if not name.startswith(GROUP_PREFIX) and name.strip().lower() == mine:
-            return name
+    people = sorted(n for n in named if not n.startswith(GROUP_PREFIX))
+    name = find_person(email, people)
+    if name is not None:
+        return name
     wanted = {f"{GROUP_PREFIX}{g}" for g in groups}
     if named & wanted:
         return email

@@ -23,6 +23,7 @@ import secrets
 from dataclasses import dataclass
 
 from ._errors import EventNotFound
+from ._identity import identity
 
 _SLUG_CHARS = re.compile(r"[^a-z0-9]+")
 _PART = r"[a-z0-9](?:[a-z0-9-]{0,60}[a-z0-9])?"
@@ -76,8 +77,9 @@ class EventKeys:
         return f"{votes_prefix(self.run_key)}{self.event_key}/"
 
     def vote(self, reviewer: str) -> str:
-        """One reviewer's vote (the name hashed into the key: any name is a safe key)."""
-        return f"{self.votes}{_key(reviewer)}.json"
+        """One reviewer's vote, keyed by their identity (``_identity``: however their name is
+        spelled, one person has one vote key; hashed, so any name is a safe key)."""
+        return f"{self.votes}{_key(identity(reviewer))}.json"
 
     def notice(self, name: str) -> str:
         """A reminder or escalation that was sent (``remind-3``, ``escalate``)."""

@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import atexit
 import logging
+import queue
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ._errors import ConfigError
+from ._identity import identity
 from ._models import DecisionRecord, EventRecord, NoticeRecord
 
 if TYPE_CHECKING:
@@ -75,12 +77,22 @@ def _bounded(url: str) -> str:
 
 
 class Notifier:
-    """Sends messages on threads of its own; ``flush`` waits (bounded) for those in flight."""
+    """Sends messages on daemon threads of its own; ``flush`` waits (bounded) for those in flight.
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hitl-notify")
+    Not a ``ThreadPoolExecutor``: Python joins those pools' threads at exit, before any exit
+    hook of ours could bound the wait, so one hanging channel held a script's exit for as long
+    as its timeouts. Daemon threads are given up when the interpreter stops; ``flush`` runs
+    first (see ``_at_exit``) and gives the messages in flight ``EXIT_WAIT_SECONDS`` in all.
+    """
+
+    def __init__(self, workers: int = 4) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[bool], list[str], str, str, str]] = (
+            queue.SimpleQueue()
+        )
         self._pending: set[Future[bool]] = set()
         self._lock = threading.Lock()
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
         self.sent = 0
         self.failed = 0
 
@@ -88,11 +100,26 @@ class Notifier:
         """Queue ``title``/``body`` for ``urls``; returns at once."""
         if not urls:
             return None
-        future = self._pool.submit(self._deliver, list(urls), title, body, what)
+        future: Future[bool] = Future()
         with self._lock:
             self._pending.add(future)
+            if len(self._threads) < self._workers:
+                thread = threading.Thread(target=self._work, name="hitl-notify", daemon=True)
+                self._threads.append(thread)
+                thread.start()
         future.add_done_callback(self._done)
+        self._jobs.put((future, list(urls), title, body, what))
         return future
+
+    def _work(self) -> None:
+        while True:
+            future, urls, title, body, what = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._deliver(urls, title, body, what))
+            except BaseException as exc:  # a bug or an apprise surprise: logged in _done
+                future.set_exception(exc)
 
     def _done(self, future: Future[bool]) -> None:
         with self._lock:
@@ -119,7 +146,7 @@ class Notifier:
                 ok = False
                 continue
             for attempt in (1, 2):
-                if sender.notify(title=title, body=body):
+                if _notify_on_this_thread(sender, title, body):
                     with self._lock:
                         self.sent += 1
                     break
@@ -138,13 +165,39 @@ class Notifier:
         return ok
 
     def flush(self, timeout: float = EXIT_WAIT_SECONDS) -> bool:
-        """Wait up to ``timeout`` for messages in flight; True when none is left."""
+        """Wait up to ``timeout`` (in all) for messages in flight; True when none is left."""
         with self._lock:
             pending = list(self._pending)
         if not pending:
             return True
         _, not_done = wait_futures(pending, timeout=timeout)
         return not not_done
+
+
+def _notify_on_this_thread(sender: Any, title: str, body: str) -> bool:
+    """Send through each service of ``sender`` on this thread. ``Apprise.notify`` hands the work
+    to a thread pool of apprise's, which refuses new work once the interpreter begins to stop:
+    the close message of a script whose last act is ``wait()`` would be lost."""
+    try:
+        return all([service.notify(body=body, title=title) for service in sender])
+    except Exception as exc:  # a service that raises counts as a failed attempt
+        log.debug("hitl: a notify service raised %s", type(exc).__name__)
+        return False
+
+
+def _at_exit(flush: Callable[[], object]) -> None:
+    """Run ``flush`` when the main thread ends, before Python joins thread pools and stops
+    accepting new work in them (``concurrent.futures`` registers that step; hooks run newest
+    first, so ours, registered after it, runs before it). ``atexit`` where that hook is gone."""
+    import concurrent.futures.thread  # noqa: F401  (its exit step is registered on import)
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError("no threading exit hooks")
+        register(flush)
+    except RuntimeError:  # shutting down already, or an interpreter without the hook
+        atexit.register(flush)
 
 
 _SECRETS: set[str] = set()  # parts of every channel URL seen by this process
@@ -196,7 +249,7 @@ def notifier() -> Notifier:
     with _notifier_lock:
         if _notifier is None:
             _notifier = Notifier()
-            atexit.register(_notifier.flush)
+            _at_exit(_notifier.flush)
         return _notifier
 
 
@@ -329,9 +382,10 @@ def _remind(record: EventRecord, known: _Watched, number: str, voted: Collection
     notifier().send(
         known.gate, title, body + (f"\nAnswer here: {anonymous}" if anonymous else ""), what
     )
+    done = {identity(name) for name in voted}
     for reviewer, url in known.own.items():
         link = known.links.get(reviewer)
-        if link and reviewer not in voted:
+        if link and identity(reviewer) not in done:
             notifier().send([url], title, f"{body}\nYour personal link: {link}", what)
 
 

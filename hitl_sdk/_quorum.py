@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._errors import ConfigError
+from ._identity import find_person, identity, same_person
 from ._keys import EventKeys
 from ._models import DecisionRecord, EventRecord, QuorumRule, VoteRecord
 from ._store import Store
@@ -42,7 +43,7 @@ def make_rule(
     requested_by: str | None,
 ) -> QuorumRule:
     """``quorum=`` checked against who may vote: a rule that can be met, else ``ConfigError``."""
-    eligible = [v for v in voters if v != requested_by]
+    eligible = [v for v in voters if not same_person(v, requested_by)]
     if isinstance(quorum, bool) or not isinstance(quorum, (int, Mapping)):
         raise ConfigError(
             "quorum must be a number of distinct approvals (quorum=2) or approvals per group "
@@ -109,31 +110,32 @@ class Tally:
         return [v.reviewer for v in self.votes if v.approved]
 
     def vote_of(self, reviewer: str) -> VoteRecord | None:
-        return next((v for v in self.votes if v.reviewer == reviewer), None)
+        return next((v for v in self.votes if same_person(v.reviewer, reviewer)), None)
 
 
 def tally(event: EventRecord, votes: Iterable[VoteRecord]) -> Tally:
     """Count ``votes`` under the event's rule. Votes by anyone but a reviewer of the event, or
     an approval by its requester, are never counted (the app refuses them before writing)."""
     rule = event.quorum or QuorumRule()
-    allowed = voters(event)
+    allowed = {identity(name): name for name in voters(event)}
     counted = sorted(
         (
             v
             for v in votes
             if v.request_id == event.request_id
-            and v.reviewer in allowed
-            and not (v.approved and v.reviewer == event.requested_by)
+            and identity(v.reviewer) in allowed
+            and not (v.approved and same_person(v.reviewer, event.requested_by))
         ),
         key=lambda v: (v.cast_at, v.reviewer),
     )
-    unique: dict[str, VoteRecord] = {}
+    unique: dict[str, VoteRecord] = {}  # one vote a person, however their name was spelled
     for vote in counted:
-        unique.setdefault(vote.reviewer, vote)
+        unique.setdefault(identity(vote.reviewer), vote)
     ordered = tuple(unique.values())
     if any(not v.approved for v in ordered):
         return Tally("rejected", ordered, "")
-    approvers = [v.reviewer for v in ordered]
+    # Groups are the gate's, under the gate's own spelling of each reviewer.
+    approvers = [allowed[identity(v.reviewer)] for v in ordered]
     seats = sum(rule.groups.values())
     filled = _matched(rule, approvers, event.reviewer_groups)
     more = max(rule.approvals - len(approvers), seats - filled)
@@ -193,5 +195,10 @@ def decision_for(event: EventRecord, counted: Tally) -> DecisionRecord:
 
 
 def voters(event: EventRecord) -> set[str]:
-    """Who may vote on the gate: its named reviewers and backups."""
+    """Who may vote on the gate: its named reviewers and backups (as the gate spells them)."""
     return (set(event.token_digests.values()) | set(event.backups)) - {""}
+
+
+def voter(event: EventRecord, who: str) -> str | None:
+    """The gate's own spelling of the reviewer ``who`` is (see ``_identity``), or None."""
+    return find_person(who, sorted(voters(event)))

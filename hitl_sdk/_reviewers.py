@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError
+from ._identity import identity
 from ._keys import new_token
 from ._notify import channels
 
@@ -42,9 +43,22 @@ def tokens_for(reviewers: Reviewers | None) -> dict[str, str]:
     names = list(reviewers)
     if not names or any(not isinstance(n, str) or not n.strip() for n in names):
         raise ConfigError("reviewers must be a non-empty list of names, such as ['alice']")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"reviewers has duplicate names: {names!r}")
+    refuse_same_person(names, "reviewers")
     return {n: new_token() for n in names}
+
+
+def refuse_same_person(names: Sequence[str], label: str) -> None:
+    """``ConfigError`` when two entries of ``names`` are one person (see ``_identity``)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.get(identity(name))
+        seen[identity(name)] = name
+        if other is not None:
+            raise ConfigError(
+                f"{label} has duplicate names: {other!r} and {name!r} are one person (people "
+                "are compared ignoring case, Unicode form and surrounding space): name each "
+                "person once"
+            )
 
 
 def _entries(reviewers: Reviewers | None) -> dict[str, Reviewer]:

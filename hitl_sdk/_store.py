@@ -58,6 +58,9 @@ KNOWN_BYTES = 32 * 1024 * 1024  # records remembered per store (they never chang
 T = TypeVar("T")
 
 SCHEMES = ("s3", "file", "memory")
+# hitl's own keys below the prefix take at most about 470 bytes (an inbox marker's): S3 allows
+# 1,024 in all.
+MAX_PREFIX_BYTES = 500
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _TRANSIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3")
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -115,6 +118,11 @@ def normalize_store_url(url: object) -> str:
         if any(part in ("", ".", "..") for part in parts):
             raise ConfigError(
                 f"store URL {url!r}: the prefix {prefix!r} has an empty, '.' or '..' part"
+            )
+        if len(prefix.encode()) > MAX_PREFIX_BYTES:
+            raise ConfigError(
+                f"store URL {url[:80]!r}...: the prefix is {len(prefix.encode())} bytes; at most "
+                f"{MAX_PREFIX_BYTES} leave room for hitl's keys within S3's 1,024-byte limit"
             )
     return f"{scheme}://{root}"
 

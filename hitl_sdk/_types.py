@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 from ._codecs import CODECS, Codec, _show, check_text, codec_for
 from ._errors import ConfigError, InvalidValue
 from ._models import VoteRecord
+from ._verdict import check_model, hitl_rules, stored_json, validate
 
 SCHEMA_KINDS = ("choice", "choices", "approval", "model")
 MAX_FIELDS = 50
@@ -64,12 +65,23 @@ class TypeSpec:
     python_type: Any
 
     def value(self, stored: Any) -> Any:
-        """The typed value of a stored answer, validated again with pydantic."""
+        """The typed value of a stored answer, validated again with pydantic in strict JSON
+        mode, plus the rules the schema states beyond the type (``_verdict``): ``InvalidValue``
+        if it does not fit (``outcome`` reports that as ``CorruptRecord``)."""
         if self.schema is None:
             return CODECS[self.name].from_json(stored)
-        if self.name == "approval":
-            return Approval.model_validate(stored)
-        return TypeAdapter(self.python_type).validate_python(stored)
+        from pydantic import ValidationError
+
+        text = stored_json(stored)
+        hitl_rules(self.schema, stored)
+        try:
+            if self.name == "approval":
+                return Approval.model_validate_json(text, strict=True)
+            return TypeAdapter(self.python_type).validate_json(text, strict=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = "/".join(str(p) for p in first.get("loc", ()))
+            raise InvalidValue(f"{where + ': ' if where else ''}{first.get('msg')}") from None
 
     def to_json(self, value: Any) -> Any:
         """A typed value (a default, say) as the stored answer; ``InvalidValue`` if it is not
@@ -123,7 +135,9 @@ def spec_for(data_type: object, *, require_reason: RequireReason = "reject") -> 
             }
             return TypeSpec("choices", schema, data_type)
     if isinstance(data_type, type) and issubclass(data_type, BaseModel):
-        return TypeSpec("model", model_schema(data_type), data_type)
+        schema = model_schema(data_type)
+        check_model(data_type)
+        return TypeSpec("model", schema, data_type)
     raise ConfigError(
         f"unsupported data_type {data_type!r}: use int, float, str, bool, Literal[...] or an "
         "Enum (one choice), list[Literal[...]] or list[AnEnum] (several), or hitl.Approval"
@@ -235,7 +249,7 @@ def field_kind(prop: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
 
 def _form_field(model: type[BaseModel], name: str, prop: dict[str, Any]) -> dict[str, Any]:
     kind, inner, _ = field_kind(prop)
-    if kind == "unsupported" or inner.get("format") not in (None, "email", "uri"):
+    if kind == "unsupported" or inner.get("format") is not None:
         raise ConfigError(
             f"field {name!r} of {model.__name__} cannot be a form field ({_describe(prop)}): "
             "use str, int, float, bool, a Literal/Enum or a list of one, optionally with None"
@@ -342,7 +356,7 @@ def _parse(name: str, schema: dict[str, Any], raw: object) -> Any:
         value = raw
     else:
         raise InvalidValue(f"this gate's answer type {name!r} is unknown to this version of hitl")
-    _validate(schema, value)
+    validate(schema, value)
     if name == "approval":
         _check_reason(schema, value)
     return value
@@ -418,43 +432,3 @@ def _from_form(schema: dict[str, Any], sent: FormFields) -> dict[str, Any]:
         except InvalidValue as exc:
             raise InvalidValue(f"{label}: {exc}") from None
     return out
-
-
-def _validate(schema: dict[str, Any], value: Any) -> None:
-    """Validate against the stored schema with ``jsonschema`` (imported on first use: the
-    app's cold start does not pay for it)."""
-    import jsonschema
-
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path)
-    )
-    if errors:
-        first = errors[0]
-        properties = schema.get("properties", {})
-        where = "/".join(
-            str(properties.get(p, {}).get("title", p)) if i == 0 else str(p)
-            for i, p in enumerate(first.path)
-        )
-        message = first.message if len(first.message) <= 200 else first.message[:197] + "..."
-        raise InvalidValue(f"{where + ': ' if where else ''}{_plain(first, message)}")
-
-
-def _plain(error: Any, message: str) -> str:
-    if error.validator == "minItems":
-        return f"pick at least {error.validator_value}"
-    if error.validator == "maxItems":
-        return f"pick at most {error.validator_value}"
-    plain = {
-        "minimum": "must be at least {}",
-        "maximum": "must be at most {}",
-        "exclusiveMinimum": "must be more than {}",
-        "exclusiveMaximum": "must be less than {}",
-        "maxLength": "must be at most {} characters",
-        "minLength": "must be at least {} characters",
-        "pattern": "must match the pattern {}",
-    }
-    if error.validator in plain:
-        return plain[error.validator].format(error.validator_value)
-    if error.validator == "required":
-        return message.replace("is a required property", "is required")
-    return message

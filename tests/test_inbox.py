@@ -460,3 +460,131 @@ def test_on_aws_the_secrets_come_from_secrets_manager(
     assert (settings.client_secret, settings.session_secret) == ("from-aws", "g" * 64)
     with pytest.raises(ConfigError, match="cannot read the sign-in secrets"):
         OidcSettings.from_env({**env, "HITL_OIDC_SECRETS_ARN": arn + "-gone"})
+
+
+# -- one identity per person; markers that fit any file system ---------------------------------
+
+
+def inbox_post(
+    app: Any, session: str, event: hitl.Event[Any], value: str, **fields: str
+) -> dict[str, Any]:
+    """Open the gate from the inbox and answer it, as the signed-in person's browser does."""
+    form = get(app, f"/inbox/gate/{event.request_id}", session)
+    assert form["statusCode"] == 200, response_text(form)
+    csrf = csrf_of(response_text(form))
+    raw = form_post_event(
+        {"request_id": event.request_id, "value": value, "csrf": csrf, **fields},
+        path=f"/inbox/gate/{event.request_id}",
+    )
+    return invoke(app, with_cookies(raw, hitl_session=session))
+
+
+def test_the_requester_signed_in_under_another_case_cannot_approve(
+    s3_store: Store, issuer: OidcProvider
+) -> None:
+    issuer.user("Carol@Example.com", groups=["release"])
+    store = Store(s3_store.url, for_requests=True)
+    app = Mangum(create_app(store, oidc=settings_for(issuer, HITL_INBOX_UNNAMED="everyone")))
+    group = hitl.approve.open(
+        "release", "Ship?", reviewers=["group:release"], requested_by="carol@example.com"
+    )
+    quorum = hitl.approve.open(
+        "quorum",
+        "Ship twice?",
+        reviewers=["carol@example.com", "alice@example.com", "bob@example.com"],
+        quorum=2,
+        requested_by="carol@example.com",
+    )
+    unnamed = hitl.approve.open("unnamed", "Ship too?", requested_by="carol@example.com")
+    carol = sign_in(app, issuer, "Carol@Example.com")
+    for gate in (group, quorum, unnamed):
+        refused = inbox_post(app, carol, gate, "approve")
+        assert refused["statusCode"] == 403, (gate.name, response_text(refused))
+        assert "cannot approve" in response_text(refused)
+        fresh = Store(s3_store.url)
+        keys = EventKeys.parse(gate.request_id)
+        assert fresh.get_decision(keys) is None and fresh.vote_names(keys) == []
+    # Withdrawing stays her right.
+    withdrawn = inbox_post(app, carol, group, "reject", reason="not needed after all")
+    assert withdrawn["statusCode"] == 303
+    assert not group.wait().approved
+
+
+def test_one_person_on_two_app_instances_is_one_vote(s3_store: Store, issuer: OidcProvider) -> None:
+    issuer.user("Alice@Example.com", groups=["legal"])
+    gate = hitl.approve.open(
+        "pair", "Two?", reviewers=["alice@example.com", "bob@example.com"], quorum=2
+    )
+    first, second = (
+        Mangum(create_app(Store(s3_store.url, for_requests=True), oidc=settings_for(issuer)))
+        for _ in range(2)
+    )
+    assert (
+        inbox_post(first, sign_in(first, issuer, "alice@example.com"), gate, "approve")[
+            "statusCode"
+        ]
+        == 303
+    )
+    session = sign_in(second, issuer, "Alice@Example.com")
+    page = response_text(get(second, f"/inbox/gate/{gate.request_id}", session))
+    assert "Your vote is recorded: you approved" in page  # her vote, not the buttons
+    other = hitl.new_event("other", bool, reviewers=["alice@example.com"])
+    csrf = csrf_of(response_text(get(second, f"/inbox/gate/{other.request_id}", session)))
+    raw = form_post_event(
+        {"request_id": gate.request_id, "value": "approve", "csrf": csrf},
+        path=f"/inbox/gate/{gate.request_id}",
+    )
+    again = invoke(second, with_cookies(raw, hitl_session=session))  # a crafted second vote
+    assert again["statusCode"] == 200
+    assert "Your vote is recorded: you approved" in response_text(again)
+    keys = EventKeys.parse(gate.request_id)
+    assert len(Store(s3_store.url).vote_names(keys)) == 1
+    assert Store(s3_store.url).get_decision(keys) is None  # one approval, not two
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Release " + "x" * 112,  # 120 characters
+        "本番データベースの移行を承認しますか" * 6,  # Japanese: 3 bytes a character
+        "🚀🔥 Ship the rocket? " + "🛰️" * 40,
+    ],
+    ids=["120-characters", "japanese", "emoji"],
+)
+def test_gates_with_long_or_wide_titles_show_in_a_local_folder_inbox(
+    tmp_path: Any, issuer: OidcProvider, title: str
+) -> None:
+    url = (tmp_path / "store").as_uri()
+    hitl.configure(store_url=url, run_id="r-" + "ラン" * 40)
+    gate = hitl.new_event(
+        "名前" * 50, bool, prompt=title, title=title[:200], reviewers=["alice@example.com"]
+    )
+    for path in (tmp_path / "store" / "inbox").rglob("*"):
+        assert len(path.name.encode()) <= 255, path.name
+        assert len(str(path.relative_to(tmp_path / "store")).encode()) <= 1024 - 200
+    app = Mangum(create_app(Store(url, for_requests=True), oidc=settings_for(issuer)))
+    session = sign_in(app, issuer, "alice@example.com")
+    [entry] = gates_of(app, session)["open"]
+    assert entry["request_id"] == gate.request_id
+    assert entry["title"].rstrip("…") and title.startswith(entry["title"].rstrip("…"))
+    assert inbox_post(app, session, gate, "true")["statusCode"] == 303
+    listed = gates_of(app, session)
+    assert listed["open"] == [] and [g["request_id"] for g in listed["closed"]] == [gate.request_id]
+
+
+def test_a_marker_that_cannot_be_written_fails_the_open_loudly(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hitl.configure(store_url=(tmp_path / "store").as_uri(), run_id="denied")
+
+    def refuse(self: Store, key: str) -> None:
+        raise hitl.StoreAccessDenied(f"access denied while trying to create {key}")
+
+    monkeypatch.setattr(Store, "create_marker", refuse)
+    with pytest.raises(hitl.StoreAccessDenied, match="inbox/"):
+        hitl.new_event("hidden", bool, reviewers=["alice@example.com"])
+    monkeypatch.undo()
+    assert not list((tmp_path / "store").rglob("o.*"))
+    # Calling it again (the task's retry) adopts the gate and writes what was missing.
+    hitl.new_event("hidden", bool, reviewers=["alice@example.com"])
+    assert len(list((tmp_path / "store" / "inbox").rglob("o.*"))) == 1

@@ -261,3 +261,70 @@ def test_escalation_mints_the_backups_link_and_it_answers(
             hitl.new_event("x", int, escalate_after=5)
     finally:
         carol.close()
+
+
+# -- exit keeps its word: 5 s in all for messages in flight, and the last message goes out ------
+
+EXIT_SCRIPT = """
+import sys
+import hitl_sdk as hitl
+
+hitl.configure(store_url=sys.argv[1], run_id=sys.argv[2])
+channels = sys.argv[3].split()
+gate = hitl.new_event("exit", bool, prompt="Ship?", notify=channels, poll_interval_seconds=0.1)
+print(gate.request_id, flush=True)
+if sys.argv[4] == "wait":
+    print(gate.wait(), flush=True)   # the script's last act
+else:
+    import time
+    time.sleep(1)   # the message is on its way (the channels hang) when the script ends
+"""
+
+
+def _run_script(tmp_path: Any, channels: list[str], mode: str) -> Any:
+    import subprocess
+    import sys
+
+    script = tmp_path / "exit_script.py"
+    script.write_text(EXIT_SCRIPT)
+    url = (tmp_path / "store").as_uri()
+    return url, subprocess.Popen(
+        [sys.executable, str(script), url, f"exit-{mode}", " ".join(channels), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_exit_gives_messages_in_flight_five_seconds_in_all(tmp_path: Any) -> None:
+    hanging, failing = Webhook("hang"), Webhook("fail")
+    try:
+        # Channels whose own timeouts are long (a user may set apprise's rto/cto in the URL).
+        slow = "?rto=20&cto=20"
+        channels = [f"{hanging.url}/a{slow}", f"{hanging.url}/b{slow}", failing.url]
+        _, process = _run_script(tmp_path, channels, "open")
+        assert process.stdout is not None
+        process.stdout.readline()  # the gate is open: its message is in flight
+        started = time.monotonic() + 1  # the script ends a second later
+        process.wait(timeout=60)
+        took = time.monotonic() - started
+        # README: at exit, messages in flight get up to 5 s in all (here two channels hang for
+        # 20 s each and one answers 500 twice).
+        assert took < 5 + 2.5, f"exit took {took:.1f}s"
+        assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        hanging.close()
+        failing.close()
+
+
+def test_the_close_message_of_a_scripts_last_wait_is_sent(tmp_path: Any, webhook: Webhook) -> None:
+    from hitl_sdk.cli import main as cli
+
+    url, process = _run_script(tmp_path, [webhook.url], "wait")
+    assert process.stdout is not None
+    request_id = process.stdout.readline().strip()
+    assert cli(["respond", request_id, "true", "--store", url]) == 0
+    out, err = process.communicate(timeout=60)
+    assert out.strip() == "True", err
+    titles = sorted(m["title"] for m in webhook.received)  # sent side by side: any order
+    assert titles == ["Closed: Ship?", "Review needed: Ship?"], (titles, err)

@@ -362,3 +362,47 @@ def test_reminders_skip_reviewers_who_voted(s3_store: Store) -> None:
         _notify.notifier = original
     assert sent and all("json://127.0.0.1:9/a" not in urls for urls in sent)
     assert any("json://127.0.0.1:9/b" in urls for urls in sent)
+
+
+# -- one identity per person -------------------------------------------------------------------
+
+
+def test_one_person_named_twice_is_refused_when_the_gate_opens(s3_store: Store) -> None:
+    for reviewers in (
+        ["alice@example.com", "Alice@Example.com", "bob@example.com"],
+        [" carol@example.com", "carol@example.com"],
+        ["\uff41lice@example.com", "alice@example.com"],  # a full-width "a": NFKC folds it
+    ):
+        with pytest.raises(hitl.ConfigError, match=r"duplicate names: .* are one person"):
+            hitl.approve.open("twice", reviewers=reviewers, quorum=2)
+    with pytest.raises(hitl.ConfigError, match="already a reviewer"):
+        hitl.approve.open("backup", reviewers=["alice@example.com"], backups=["ALICE@example.com"])
+
+
+def test_one_person_votes_once_however_they_spell_their_name(s3_store: Store, handler: Any) -> None:
+    event = hitl.approve.open(
+        "two", reviewers=["alice@example.com", "bob@example.com", "carol@example.com"], quorum=2
+    )
+    store = ["--store", s3_store.url]
+    assert cli(["respond", event.request_id, "approve", "--as", "alice@example.com", *store]) == 0
+    # The same person under another spelling: the first vote stands, nothing is counted twice.
+    again = cli(["respond", event.request_id, "approve", "--as", "ALICE@Example.COM ", *store])
+    assert again == 5
+    assert [v.reviewer for v in stored_votes(s3_store, event)] == ["alice@example.com"]
+    assert stored_decision(s3_store, event) is None  # still one approval of the two needed
+    assert vote(handler, event, "bob@example.com", "approve")["statusCode"] == 200
+    assert sorted(event.wait().by.split(", ")) == ["alice@example.com", "bob@example.com"]
+
+
+def test_the_requester_under_another_spelling_still_cannot_approve(
+    s3_store: Store, handler: Any
+) -> None:
+    with pytest.raises(hitl.ConfigError, match="cannot be met"):  # carol cannot fill a seat
+        hitl.approve.open("q", reviewers=["alice", "Carol"], quorum=2, requested_by="carol")
+    single = hitl.approve.open("solo", reviewers=["Carol@Example.com", "bob"],
+                               requested_by="carol@example.com ")  # fmt: skip
+    own = vote(handler, single, "Carol@Example.com", "approve")
+    assert own["statusCode"] == 403 and response_json(own)["error"] == "not_allowed"
+    code = cli(["respond", single.request_id, "approve", "--as", "CAROL@example.com",
+                "--store", s3_store.url])  # fmt: skip
+    assert code != 0 and stored_decision(s3_store, single) is None
