@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
         import hitl_sdk as hitl
         from hitl_sdk import _config
-        from hitl_sdk._keys import EventKeys
+        from hitl_sdk.storage.keys import EventKeys
 
         bucket = f"hitl-bench-{uuid.uuid4().hex[:8]}"
         boto3.client("s3").create_bucket(Bucket=bucket)

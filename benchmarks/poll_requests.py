@@ -41,9 +41,9 @@ def main() -> None:
     import boto3
     from s3fs import S3FileSystem
 
-    from hitl_sdk._keys import EventKeys
-    from hitl_sdk._models import DecisionRecord
-    from hitl_sdk._store import Store
+    from hitl_sdk.storage.keys import EventKeys
+    from hitl_sdk.storage.records import DecisionRecord
+    from hitl_sdk.storage.store import Store
 
     counter = _Counter()
     logging.getLogger("werkzeug").addHandler(counter)

@@ -33,7 +33,6 @@ from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from hitl_sdk import _answers
 from hitl_sdk._errors import (
     AlreadyAnswered,
     ConfigError,
@@ -41,12 +40,13 @@ from hitl_sdk._errors import (
     EventExpired,
     InvalidValue,
 )
-from hitl_sdk._identity import same_person
-from hitl_sdk._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, VoteRecord
-from hitl_sdk._quorum import Tally, tally
-from hitl_sdk._quorum import read as read_votes
-from hitl_sdk._store import Store
-from hitl_sdk._types import FormFields, codec_of
+from hitl_sdk.answers import answer_path as _answers
+from hitl_sdk.answers.quorum import Tally, tally
+from hitl_sdk.answers.quorum import read as read_votes
+from hitl_sdk.answers.types import FormFields, codec_of
+from hitl_sdk.storage.people import same_person
+from hitl_sdk.storage.records import LINK_HOLDER, DecisionRecord, EventRecord, Status, VoteRecord
+from hitl_sdk.storage.store import Store
 
 from . import http_errors, pages
 from .auth import OidcSettings

@@ -24,7 +24,6 @@ from urllib.parse import quote, urlencode
 from fastapi import FastAPI, Query, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from hitl_sdk import _answers, _inbox
 from hitl_sdk._errors import (
     AlreadyAnswered,
     EventCancelled,
@@ -32,8 +31,10 @@ from hitl_sdk._errors import (
     InvalidValue,
     NotAllowed,
 )
-from hitl_sdk._models import Status
-from hitl_sdk._store import Store
+from hitl_sdk.answers import answer_path as _answers
+from hitl_sdk.answers import index as _inbox
+from hitl_sdk.storage.records import Status
+from hitl_sdk.storage.store import Store
 
 from . import http_errors, pages
 from .auth import (
@@ -164,7 +165,7 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
         return open_, closed
 
     def votes_of(entries: list[Any]) -> dict[str, int]:
-        from hitl_sdk._keys import EventKeys
+        from hitl_sdk.storage.keys import EventKeys
 
         return {
             e.request_id: len(store.vote_names(EventKeys.parse(e.request_id)))

@@ -12,8 +12,8 @@ import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hitl_sdk._keys import redact_tokens
-from hitl_sdk._store import deadline
+from hitl_sdk.storage.keys import redact_tokens
+from hitl_sdk.storage.store import deadline
 
 from .http_errors import SERVER_MESSAGES, error_response
 

@@ -22,9 +22,9 @@ from markupsafe import Markup
 from starlette.responses import HTMLResponse
 from starlette.types import Scope
 
-from hitl_sdk._evidence import details_html, prompt_html
-from hitl_sdk._evidence import heading as gate_heading
-from hitl_sdk._types import field_kind
+from hitl_sdk.answers.evidence import details_html, prompt_html
+from hitl_sdk.answers.evidence import heading as gate_heading
+from hitl_sdk.answers.types import field_kind
 
 TEMPLATES = Path(__file__).parent / "templates"
 COMPILED = Path(__file__).parent / "templates_compiled"

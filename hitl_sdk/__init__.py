@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._codecs import CODECS
 from ._errors import (
     AlreadyAnswered,
     AlreadyVoted,
@@ -36,8 +35,9 @@ from ._errors import (
     StoreNotFound,
     TransientStorageError,
 )
-from ._models import DecisionRecord, EventRecord, Status, VoteRecord
-from ._types import Approval
+from .answers.codecs import CODECS
+from .answers.types import Approval
+from .storage.records import DecisionRecord, EventRecord, Status, VoteRecord
 
 if TYPE_CHECKING:
     from ._approval import approve
@@ -70,7 +70,7 @@ def __getattr__(name: str) -> Any:
         return value
     # ``hitl.env`` imports flyte, so it is built on first use only: plain scripts never pay.
     if name == "env":
-        from ._flyte import task_environment
+        from .flyte.report import task_environment
 
         return task_environment()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

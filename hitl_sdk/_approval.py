@@ -24,10 +24,10 @@ from typing import Literal, TypedDict, Unpack
 
 from ._errors import ConfigError
 from ._event import Event, _open, _Opening, _plan
-from ._evidence import Details, PromptFormat
-from ._quorum import QuorumSpec
 from ._reviewers import Reviewers
-from ._types import Approval, RequireReason
+from .answers.evidence import Details, PromptFormat
+from .answers.quorum import QuorumSpec
+from .answers.types import Approval, RequireReason
 
 OnTimeout = Literal["reject", "approve"]
 DEFAULT_PROMPT = "Approve?"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
-from ._store import Store, normalize_store_url
+from .storage.store import Store, normalize_store_url
 
 if TYPE_CHECKING:
     import fsspec

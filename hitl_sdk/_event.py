@@ -21,9 +21,8 @@ from datetime import timedelta
 from typing import Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
-from . import _announce, _answers, _config, _flyte, _inbox, _notify
-from ._answers import outcome
-from ._codecs import check_text, codec_for
+from . import _config, _notify
+from . import _console as _announce
 from ._errors import (
     ConfigError,
     InvalidValue,
@@ -32,7 +31,14 @@ from ._errors import (
     StorageError,
     TransientStorageError,
 )
-from ._evidence import (
+from ._notify import channels
+from ._poller import backoff_seconds, poller
+from ._reviewers import Reviewers, reviewer_channels, reviewer_groups, tokens_for
+from .answers import answer_path as _answers
+from .answers import index as _inbox
+from .answers.answer_path import outcome
+from .answers.codecs import check_text, codec_for
+from .answers.evidence import (
     DEFAULT_PROMPT,
     PROMPT_FORMATS,
     Details,
@@ -40,15 +46,13 @@ from ._evidence import (
     check_details,
     details_text,
 )
-from ._identity import find_person
-from ._keys import EventKeys, token_digest
-from ._models import DecisionRecord, EventRecord, GrantRecord, utcnow
-from ._notify import channels
-from ._poller import backoff_seconds, poller
-from ._quorum import QuorumSpec, make_rule
-from ._reviewers import Reviewers, reviewer_channels, reviewer_groups, tokens_for
-from ._store import Store
-from ._types import UNSET, RequireReason, TypeSpec, spec_for
+from .answers.quorum import QuorumSpec, make_rule
+from .answers.types import UNSET, RequireReason, TypeSpec, spec_for
+from .flyte import report as _flyte
+from .storage.keys import EventKeys, token_digest
+from .storage.people import find_person
+from .storage.records import DecisionRecord, EventRecord, GrantRecord, utcnow
+from .storage.store import Store
 
 log = logging.getLogger("hitl")
 

@@ -13,8 +13,8 @@ from concurrent.futures import wait as wait_futures
 from typing import Any, TypeVar
 
 from ._event import Event, watch_all
-from ._models import DecisionRecord
 from ._poller import poller
+from .storage.records import DecisionRecord
 
 T = TypeVar("T")
 

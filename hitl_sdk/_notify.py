@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ._errors import ConfigError
-from ._identity import identity
-from ._models import DecisionRecord, EventRecord, NoticeRecord
+from .storage.people import identity
+from .storage.records import DecisionRecord, EventRecord, NoticeRecord
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from .storage.store import Store
 
 log = logging.getLogger("hitl")
 
@@ -258,7 +258,7 @@ def notifier() -> Notifier:
 
 def _heading(record: EventRecord) -> str:
     """The gate's name in a message: the same heading its page shows."""
-    from ._evidence import heading
+    from .answers.evidence import heading
 
     return heading(record.name, record.prompt, record.title, record.prompt_format)[0]
 
@@ -391,8 +391,8 @@ def _remind(record: EventRecord, known: _Watched, number: str, voted: Collection
 
 def _escalate(store: Store, record: EventRecord, known: _Watched) -> None:
     """Mint each backup's link (a grant, like any extra link) and tell them, and the gate."""
-    from ._keys import new_token, token_digest
-    from ._models import GrantRecord
+    from .storage.keys import new_token, token_digest
+    from .storage.records import GrantRecord
 
     app = record_app_url(known)
     what = f"gate {record.name!r}"

@@ -25,11 +25,13 @@ import time
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import _inbox, _notify, _quorum
+from . import _notify
 from ._errors import HitlError, KeyExists, TransientStorageError
-from ._keys import EventKeys
-from ._models import DecisionRecord, EventRecord, utcnow
-from ._store import Store
+from .answers import index as _inbox
+from .answers import quorum as _quorum
+from .storage.keys import EventKeys
+from .storage.records import DecisionRecord, EventRecord, utcnow
+from .storage.store import Store
 
 log = logging.getLogger("hitl")
 

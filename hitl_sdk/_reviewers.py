@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError
-from ._identity import identity
-from ._keys import new_token
 from ._notify import channels
+from .storage.keys import new_token
+from .storage.people import identity
 
 GROUP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hitl_sdk import _config
-from hitl_sdk._store import Store
+from hitl_sdk.storage.store import Store
 
 # Credentials and region for moto, set before anything builds a boto3/s3fs client.
 os.environ.update(

@@ -30,8 +30,9 @@ from mangum import Mangum
 
 import hitl_sdk as hitl
 from hitl_lambda.app import create_app
-from hitl_sdk import _answers, _config
-from hitl_sdk._store import Store
+from hitl_sdk import _config
+from hitl_sdk.answers import answer_path as _answers
+from hitl_sdk.storage.store import Store
 
 
 def _event(data_type: type, name: str | None = None, **options: Any) -> hitl.Event:
@@ -155,7 +156,7 @@ def test_form_get_renders_the_prompt_hint_and_a_labelled_input(handler: Handler)
 
 
 def hitl_hint(data_type: type) -> str:
-    from hitl_sdk._codecs import codec_for
+    from hitl_sdk.answers.codecs import codec_for
 
     return codec_for(data_type).hint
 

@@ -25,7 +25,7 @@ from apigw import (
 )
 
 import hitl_sdk as hitl
-from hitl_sdk._keys import EventKeys
+from hitl_sdk.storage.keys import EventKeys
 
 Snapshot = dict[str, bytes]
 

@@ -21,7 +21,7 @@ import uvicorn
 import hitl_sdk as hitl
 from hitl_lambda.app import create_app
 from hitl_sdk import _config
-from hitl_sdk._store import Store
+from hitl_sdk.storage.store import Store
 
 pytestmark = pytest.mark.browser
 
@@ -366,7 +366,7 @@ def test_evidence_table_and_markdown_fit_a_phone_in_chromium(page: Any) -> None:
 
 
 def test_flyte_report_panel_fits_a_phone_in_chromium(browser: Any, served_store: Any) -> None:
-    from hitl_sdk._flyte import panel_html
+    from hitl_sdk.flyte.report import panel_html
 
     store_url, app_url = served_store
     _config.configure(store_url=store_url, app_url=app_url, run_id=f"panel-{uuid.uuid4().hex[:6]}")

@@ -33,10 +33,10 @@ import pytest
 
 import hitl_sdk as hitl
 from hitl_sdk import _config
-from hitl_sdk._answers import submit
-from hitl_sdk._keys import EventKeys
-from hitl_sdk._store import Store
+from hitl_sdk.answers.answer_path import submit
 from hitl_sdk.cli import main
+from hitl_sdk.storage.keys import EventKeys
+from hitl_sdk.storage.store import Store
 
 HITL_SCRIPT = Path(sys.executable).with_name("hitl")
 HITL = [str(HITL_SCRIPT)] if HITL_SCRIPT.exists() else [sys.executable, "-m", "hitl_sdk.cli"]

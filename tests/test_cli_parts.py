@@ -14,12 +14,12 @@ import pytest
 
 import hitl_sdk as hitl
 from hitl_sdk import _config
-from hitl_sdk._cli_progress import wait_with_progress
-from hitl_sdk._cli_server import AppStartError, BackgroundApp, bind, build_app
-from hitl_sdk._cli_table import clip, format_duration, render_table
-from hitl_sdk._models import utcnow
-from hitl_sdk._store import Store
-from hitl_sdk.cli import post_answer
+from hitl_sdk.cli.entry import post_answer
+from hitl_sdk.cli.progress import wait_with_progress
+from hitl_sdk.cli.server import AppStartError, BackgroundApp, bind, build_app
+from hitl_sdk.cli.table import clip, format_duration, render_table
+from hitl_sdk.storage.records import utcnow
+from hitl_sdk.storage.store import Store
 
 
 class Terminal(io.StringIO):

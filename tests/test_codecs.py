@@ -7,7 +7,7 @@ import math
 import pytest
 
 from hitl_sdk import ConfigError, InvalidValue
-from hitl_sdk._codecs import CODECS, codec_for
+from hitl_sdk.answers.codecs import CODECS, codec_for
 
 GOOD = [
     ("bool", True, True),

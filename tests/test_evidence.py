@@ -10,8 +10,8 @@ import pytest
 from apigw import apigw_event, invoke, response_text
 
 import hitl_sdk as hitl
-from hitl_sdk import _flyte
-from hitl_sdk._store import Store
+from hitl_sdk.flyte import report as _flyte
+from hitl_sdk.storage.store import Store
 
 XSS = "<script>alert(1)</script>"
 

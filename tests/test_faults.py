@@ -31,9 +31,9 @@ from mangum import Mangum
 import hitl_sdk as hitl
 from hitl_lambda.app import create_app
 from hitl_sdk import _config
-from hitl_sdk._keys import EventKeys
-from hitl_sdk._models import DecisionRecord, EventRecord, GrantRecord
-from hitl_sdk._store import Store
+from hitl_sdk.storage.keys import EventKeys
+from hitl_sdk.storage.records import DecisionRecord, EventRecord, GrantRecord
+from hitl_sdk.storage.store import Store
 
 FUNCTION_TIMEOUT = 15.0  # template.yaml's Timeout
 

@@ -26,10 +26,11 @@ import tomllib
 from apigw import apigw_event, invoke, json_post_event, response_json
 
 import hitl_sdk as hitl
-from hitl_sdk import _announce, _config
-from hitl_sdk._keys import EventKeys
-from hitl_sdk._store import Store, normalize_store_url
+from hitl_sdk import _config
+from hitl_sdk import _console as _announce
 from hitl_sdk.cli import main
+from hitl_sdk.storage.keys import EventKeys
+from hitl_sdk.storage.store import Store, normalize_store_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DIST = "hitl-gates"
@@ -218,7 +219,7 @@ def test_reopening_an_answered_gate_says_so_and_mints_nothing(
 ) -> None:
     first = hitl.new_event("closed", int)
     hitl_store = Store(file_store)
-    from hitl_sdk._answers import submit
+    from hitl_sdk.answers.answer_path import submit
 
     submit(hitl_store, first.request_id, "7", via="cli", operator="carol")
     logs.clear()
@@ -354,7 +355,7 @@ def test_an_empty_text_answer_is_refused_on_every_channel(
 def test_the_bool_rule_is_the_same_in_the_code_the_message_and_the_readme(
     file_store: str,
 ) -> None:
-    from hitl_sdk._codecs import BOOL_WORDS
+    from hitl_sdk.answers.codecs import BOOL_WORDS
 
     codec = hitl_codec("bool")
     for word in ("true", "yes", "y", "on", "1"):
@@ -368,7 +369,7 @@ def test_the_bool_rule_is_the_same_in_the_code_the_message_and_the_readme(
 
 
 def hitl_codec(name: str) -> Any:
-    from hitl_sdk._codecs import codec_for
+    from hitl_sdk.answers.codecs import codec_for
 
     return codec_for(name)
 

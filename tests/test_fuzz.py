@@ -25,9 +25,9 @@ from mangum import Mangum
 import hitl_sdk as hitl
 from hitl_lambda.app import create_app
 from hitl_sdk import _config
-from hitl_sdk._codecs import CODECS, codec_for
-from hitl_sdk._models import DecisionRecord, EventRecord, GrantRecord
-from hitl_sdk._store import Store
+from hitl_sdk.answers.codecs import CODECS, codec_for
+from hitl_sdk.storage.records import DecisionRecord, EventRecord, GrantRecord
+from hitl_sdk.storage.store import Store
 
 pytestmark = pytest.mark.fuzz
 

@@ -19,14 +19,15 @@ import pytest
 from apigw import apigw_event, form_post_event, header, invoke, json_post_event, response_json
 
 import hitl_sdk as hitl
-from hitl_sdk import _answers, _config
-from hitl_sdk._codecs import codec_for
+from hitl_sdk import _config
 from hitl_sdk._errors import CorruptRecord
-from hitl_sdk._keys import EventKeys, redact_tokens
-from hitl_sdk._models import EventRecord
 from hitl_sdk._poller import backoff_seconds
-from hitl_sdk._store import Store
+from hitl_sdk.answers import answer_path as _answers
+from hitl_sdk.answers.codecs import codec_for
 from hitl_sdk.cli import main
+from hitl_sdk.storage.keys import EventKeys, redact_tokens
+from hitl_sdk.storage.records import EventRecord
+from hitl_sdk.storage.store import Store
 
 SECURITY_HEADERS = ("content-security-policy", "cache-control", "referrer-policy")
 

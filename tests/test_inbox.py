@@ -19,8 +19,8 @@ from oidc import OidcProvider
 import hitl_sdk as hitl
 from hitl_lambda.app import create_app
 from hitl_lambda.auth import SESSION_COOKIE, OidcSettings, Provider, SignInError, _seal
-from hitl_sdk._keys import EventKeys
-from hitl_sdk._store import Store
+from hitl_sdk.storage.keys import EventKeys
+from hitl_sdk.storage.store import Store
 
 APP_URL = "https://hitl.example.test"
 SECRET = "s" * 48
@@ -359,9 +359,9 @@ def test_an_inbox_of_1000_open_gates_among_100000_closed_ones_costs_few_requests
     from moto.s3.models import s3_backends
 
     from hitl_lambda.auth import session_cookie
-    from hitl_sdk import _inbox
-    from hitl_sdk._keys import token_digest
-    from hitl_sdk._models import DecisionRecord, EventRecord
+    from hitl_sdk.answers import index as _inbox
+    from hitl_sdk.storage.keys import token_digest
+    from hitl_sdk.storage.records import DecisionRecord, EventRecord
 
     backend = s3_backends["123456789012"]["global"]
     prefix = "hitl"

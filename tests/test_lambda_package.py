@@ -79,7 +79,7 @@ def test_package_holds_the_handler_and_its_packages(aarch64: dict[str, Any]) -> 
     out = Path(aarch64["out"])
     assert (out / "hitl_lambda" / "handler.py").is_file()
     assert (out / "hitl_lambda" / "app.py").is_file()
-    assert (out / "hitl_sdk" / "_store.py").is_file()
+    assert (out / "hitl_sdk" / "storage" / "store.py").is_file()
     assert list((out / "hitl_lambda" / "templates").glob("*.html")), "the pages' templates"
     names = top_level_names(out)
     for needed in (

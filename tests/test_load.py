@@ -32,7 +32,7 @@ import pytest
 
 import hitl_sdk as hitl
 from hitl_sdk import _config
-from hitl_sdk._keys import EventKeys
+from hitl_sdk.storage.keys import EventKeys
 
 pytestmark = pytest.mark.load
 

@@ -25,10 +25,10 @@ from mangum import Mangum
 import hitl_sdk as hitl
 from hitl_lambda.app import create_app
 from hitl_sdk import _config
-from hitl_sdk._keys import EventKeys
-from hitl_sdk._models import DecisionRecord, VoteRecord
-from hitl_sdk._store import Store
 from hitl_sdk.cli import main as cli
+from hitl_sdk.storage.keys import EventKeys
+from hitl_sdk.storage.records import DecisionRecord, VoteRecord
+from hitl_sdk.storage.store import Store
 
 THREE = ["alice", "bob", "carol"]
 
@@ -339,7 +339,7 @@ def test_a_reviewer_who_voted_sees_their_vote_not_the_buttons(
 
 def test_reminders_skip_reviewers_who_voted(s3_store: Store) -> None:
     from hitl_sdk import _notify
-    from hitl_sdk._models import utcnow
+    from hitl_sdk.storage.records import utcnow
 
     sent: list[list[str]] = []
 

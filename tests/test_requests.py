@@ -27,10 +27,11 @@ from mangum import Mangum
 
 import hitl_sdk as hitl
 from hitl_lambda.app import create_app
-from hitl_sdk import _answers, _config
-from hitl_sdk._keys import EventKeys
+from hitl_sdk import _config
 from hitl_sdk._poller import poller
-from hitl_sdk._store import Store
+from hitl_sdk.answers import answer_path as _answers
+from hitl_sdk.storage.keys import EventKeys
+from hitl_sdk.storage.store import Store
 
 POLL = 0.1
 

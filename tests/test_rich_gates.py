@@ -21,8 +21,8 @@ from pydantic import BaseModel, Field
 
 import hitl_sdk as hitl
 from hitl_sdk import _config
-from hitl_sdk._store import Store
 from hitl_sdk.cli import main as cli
+from hitl_sdk.storage.store import Store
 
 
 class Color(enum.Enum):

@@ -20,11 +20,12 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 import hitl_sdk as hitl
-from hitl_sdk import _answers, _config
-from hitl_sdk._keys import EventKeys
-from hitl_sdk._models import DecisionRecord
-from hitl_sdk._objects import FsspecObjects
-from hitl_sdk._store import Store
+from hitl_sdk import _config
+from hitl_sdk.answers import answer_path as _answers
+from hitl_sdk.storage.keys import EventKeys
+from hitl_sdk.storage.objects import FsspecObjects
+from hitl_sdk.storage.records import DecisionRecord
+from hitl_sdk.storage.store import Store
 
 
 def _answer_soon(store: Store, event: hitl.Event, value: object, delay: float = 0.2) -> None:

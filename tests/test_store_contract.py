@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from hitl_sdk import ConfigError, KeyExists, StoreNotFound
-from hitl_sdk._keys import EventKeys, run_key
-from hitl_sdk._models import DecisionRecord, EventRecord, GrantRecord, utcnow
-from hitl_sdk._store import Store
+from hitl_sdk.storage.keys import EventKeys, run_key
+from hitl_sdk.storage.records import DecisionRecord, EventRecord, GrantRecord, utcnow
+from hitl_sdk.storage.store import Store
 
 
 @pytest.fixture(params=["memory", "file", "s3", "s3fs"])

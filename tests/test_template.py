@@ -486,7 +486,7 @@ def test_api_routes_exactly_what_the_app_serves() -> None:
 
     from hitl_lambda.app import create_app
     from hitl_lambda.auth import OidcSettings
-    from hitl_sdk._store import Store
+    from hitl_sdk.storage.store import Store
 
     # Every route, the inbox's included (sign-in on); without it the app answers those 404.
     oidc = OidcSettings(
@@ -554,7 +554,7 @@ def test_policies_cover_exactly_the_requests_the_code_sends(
     import hitl_sdk as hitl
     from hitl_lambda.app import create_app
     from hitl_sdk import _config
-    from hitl_sdk._store import Store
+    from hitl_sdk.storage.store import Store
 
     task_rec, app_rec = recorders
     store_url = f"s3://{s3_bucket}/{PREFIX}"
@@ -658,7 +658,7 @@ def test_the_inbox_policy_covers_what_signed_in_reviewers_send(
     from hitl_lambda.app import create_app
     from hitl_lambda.auth import OidcSettings
     from hitl_sdk import _config
-    from hitl_sdk._store import Store
+    from hitl_sdk.storage.store import Store
 
     _, app_rec = recorders
     store_url = f"s3://{s3_bucket}/{PREFIX}"
@@ -914,7 +914,7 @@ RESTORE = textwrap.dedent(
     import snapshot_restore_py as runtime_hooks
     import hitl_lambda.handler as function
     from apigw import apigw_event, invoke
-    from hitl_sdk._keys import EventKeys
+    from hitl_sdk.storage import EventKeys
 
     assert [f.__name__ for f in runtime_hooks.AFTER_RESTORE] == ["renew_store_client"]
     before = function.app.state.store.objects.client

@@ -21,10 +21,10 @@ from pydantic import BaseModel, Field, create_model
 
 import hitl_sdk as hitl
 from hitl_sdk._errors import ConfigError, InvalidValue
-from hitl_sdk._models import DecisionRecord
-from hitl_sdk._store import Store
-from hitl_sdk._types import schema_codec, spec_for
+from hitl_sdk.answers.types import schema_codec, spec_for
 from hitl_sdk.cli import main as cli
+from hitl_sdk.storage.records import DecisionRecord
+from hitl_sdk.storage.store import Store
 
 
 class Reading(BaseModel):

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 
 from pydantic import ValidationError
 
-from ._errors import (
+from .._errors import (
     ConfigError,
     CorruptRecord,
     KeyExists,
@@ -30,23 +30,9 @@ from ._errors import (
     StoreNotFound,
     TransientStorageError,
 )
-from ._keys import (
-    KEY_PART_RE,
-    REQUEST_ID_RE,
-    EventKeys,
-    decisions_prefix,
-    run_prefix,
-    votes_prefix,
-)
-from ._models import (
-    DecisionRecord,
-    EventRecord,
-    GrantRecord,
-    NoticeRecord,
-    VoteRecord,
-    _Record,
-)
-from ._objects import REQUEST_S3_CONFIG, FsspecObjects, Objects, S3Objects, is_missing_bucket
+from .keys import KEY_PART_RE, REQUEST_ID_RE, EventKeys, decisions_prefix, run_prefix, votes_prefix
+from .objects import REQUEST_S3_CONFIG, FsspecObjects, Objects, S3Objects, is_missing_bucket
+from .records import DecisionRecord, EventRecord, GrantRecord, NoticeRecord, VoteRecord, _Record
 
 if TYPE_CHECKING:
     import fsspec

@@ -34,13 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _config, _quorum, demo
-from ._answers import EventState, cancel, load, status_of, submit
-from ._cli_progress import wait_with_progress
-from ._cli_server import AppStartError, BackgroundApp, bind, build_app, serve_forever, url_of
-from ._cli_table import format_duration, format_time, printable, render_table
-from ._codecs import codec_for
-from ._errors import (
+from .. import _config, demo
+from .._errors import (
     AlreadyAnswered,
     ConfigError,
     CorruptRecord,
@@ -53,12 +48,18 @@ from ._errors import (
     InvalidValue,
     StorageError,
 )
-from ._event import Event
-from ._evidence import details_text
-from ._keys import EventKeys
-from ._models import DecisionRecord, EventRecord, Status, utcnow
-from ._store import Store, normalize_store_url
-from ._types import codec_of
+from .._event import Event
+from ..answers import quorum as _quorum
+from ..answers.answer_path import EventState, cancel, load, status_of, submit
+from ..answers.codecs import codec_for
+from ..answers.evidence import details_text
+from ..answers.types import codec_of
+from ..storage.keys import EventKeys
+from ..storage.records import DecisionRecord, EventRecord, Status, utcnow
+from ..storage.store import Store, normalize_store_url
+from .progress import wait_with_progress
+from .server import AppStartError, BackgroundApp, bind, build_app, serve_forever, url_of
+from .table import format_duration, format_time, printable, render_table
 
 # First match wins, so subclasses come before their bases.
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (

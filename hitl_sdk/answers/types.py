@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from ._codecs import CODECS, Codec, _show, check_text, codec_for
-from ._errors import ConfigError, InvalidValue
-from ._models import VoteRecord
-from ._verdict import check_model, hitl_rules, stored_json, validate
+from .._errors import ConfigError, InvalidValue
+from ..storage.records import VoteRecord
+from .codecs import CODECS, Codec, _show, check_text, codec_for
+from .verdict import check_model, hitl_rules, stored_json, validate
 
 SCHEMA_KINDS = ("choice", "choices", "approval", "model")
 MAX_FIELDS = 50

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import _inbox, _quorum
-from ._codecs import Codec, check_text
-from ._errors import (
+from .._errors import (
     AlreadyAnswered,
     AlreadyVoted,
     CorruptRecord,
@@ -30,11 +28,22 @@ from ._errors import (
     MissingToken,
     NotAllowed,
 )
-from ._identity import same_person
-from ._keys import EventKeys, match_digest, token_digest
-from ._models import LINK_HOLDER, DecisionRecord, EventRecord, Status, Via, VoteRecord, utcnow
-from ._store import Store
-from ._types import TypeSpec, codec_of
+from ..storage.keys import EventKeys, match_digest, token_digest
+from ..storage.people import same_person
+from ..storage.records import (
+    LINK_HOLDER,
+    DecisionRecord,
+    EventRecord,
+    Status,
+    Via,
+    VoteRecord,
+    utcnow,
+)
+from ..storage.store import Store
+from . import index as _inbox
+from . import quorum as _quorum
+from .codecs import Codec, check_text
+from .types import TypeSpec, codec_of
 
 MAX_COMMENT_CHARS = 2000
 # Reads that run beside another one (an event's decision while the event itself is read).

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 Details = str | dict[str, Any] | list[dict[str, Any]]
 PromptFormat = Literal["text", "markdown"]

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ._errors import HitlError, KeyExists, TransientStorageError
-from ._evidence import heading
-from ._identity import find_person, identity
-from ._keys import _key
-from ._models import DecisionRecord, EventRecord
-from ._store import Store
+from .._errors import HitlError, KeyExists, TransientStorageError
+from ..storage.keys import _key
+from ..storage.people import find_person, identity
+from ..storage.records import DecisionRecord, EventRecord
+from ..storage.store import Store
+from .evidence import heading
 
 log = logging.getLogger("hitl")
 

@@ -22,8 +22,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from ._errors import EventNotFound
-from ._identity import identity
+from .._errors import EventNotFound
+from .people import identity
 
 _SLUG_CHARS = re.compile(r"[^a-z0-9]+")
 _PART = r"[a-z0-9](?:[a-z0-9-]{0,60}[a-z0-9])?"

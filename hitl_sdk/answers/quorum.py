@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from ._errors import ConfigError
-from ._identity import find_person, identity, same_person
-from ._keys import EventKeys
-from ._models import DecisionRecord, EventRecord, QuorumRule, VoteRecord
-from ._store import Store
+from .._errors import ConfigError
+from ..storage.keys import EventKeys
+from ..storage.people import find_person, identity, same_person
+from ..storage.records import DecisionRecord, EventRecord, QuorumRule, VoteRecord
+from ..storage.store import Store
 
 Outcome = Literal["pending", "approved", "rejected"]
 QuorumSpec = int | Mapping[str, int]

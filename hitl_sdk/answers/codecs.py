@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ._errors import ConfigError, InvalidValue
+from .._errors import ConfigError, InvalidValue
 
 T = TypeVar("T")
 

@@ -23,8 +23,8 @@ from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._event import Event
-    from ._models import DecisionRecord
+    from .._event import Event
+    from ..storage.records import DecisionRecord
 
 log = logging.getLogger("hitl")
 
@@ -187,12 +187,12 @@ PANEL_STYLE = (
 
 def panel_html(event: Event[Any], decision: DecisionRecord | None = None) -> str:
     """The report panel of one gate: prompt, state, form link and JSON API call, all escaped."""
-    from ._types import codec_of
+    from ..answers.types import codec_of
 
     hint = codec_of(event._record.data_type, event._record.answer_schema).hint
     link = html.escape(event.form_url)
     request_id = html.escape(event.request_id)
-    from ._evidence import details_html, prompt_html
+    from ..answers.evidence import details_html, prompt_html
 
     record = event._record
     evidence = details_html(record.details, record.prompt_format)

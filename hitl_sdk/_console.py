@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import _config
-from ._models import DecisionRecord
+from .storage.records import DecisionRecord
 
 if TYPE_CHECKING:
     from ._event import Event

@@ -31,8 +31,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ._codecs import check_text
-from ._errors import ConfigError, InvalidValue
+from .._errors import ConfigError, InvalidValue
+from .codecs import check_text
 
 # Keys a core schema of a supported field may carry (anything else changes what is accepted
 # in a way the stored JSON Schema does not say).

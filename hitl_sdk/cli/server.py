@@ -21,9 +21,9 @@ import urllib.request
 from types import TracebackType
 from typing import Any
 
-from ._errors import HitlError
-from ._keys import redact_tokens
-from ._store import Store
+from .._errors import HitlError
+from ..storage.keys import redact_tokens
+from ..storage.store import Store
 
 APP_EXTRA = "pip install 'hitl-gates[app]'"
 _APP_MODULES = ("fastapi", "starlette", "uvicorn", "mangum", "jinja2", "multipart", "hitl_lambda")

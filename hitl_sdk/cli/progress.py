@@ -15,8 +15,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO, TypeVar
 
-from ._cli_table import format_duration
-from ._models import utcnow
+from ..storage.records import utcnow
+from .table import format_duration
 
 T = TypeVar("T")
 

@@ -1,0 +1,1 @@
+"""The answer path every channel shares (not public)."""

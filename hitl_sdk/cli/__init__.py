@@ -1,0 +1,5 @@
+"""The ``hitl`` command."""
+
+from .entry import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""Flyte 2 integration."""
