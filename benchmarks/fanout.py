@@ -60,8 +60,8 @@ def requests_in(log: Path, start: int) -> tuple[int, dict[str, int]]:
 def bench(n: int, poll: float, store_url: str, log: Path) -> dict[str, float]:
     import hitl_sdk as hitl
     from hitl_sdk import _config
+    from hitl_sdk import answers as _answers
     from hitl_sdk._poller import poller
-    from hitl_sdk.answers import answer_path as _answers
     from hitl_sdk.storage.keys import EventKeys
 
     _config.configure(store_url=store_url, run_id=f"fan-{n}-{uuid.uuid4().hex[:6]}")

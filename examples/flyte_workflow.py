@@ -90,7 +90,7 @@ async def main(dataset: str = "s3://my-bucket/data.parquet") -> str:
 def _answer_when_open(value: str, run_name: str) -> None:
     """Answer this run's gate as an operator with store access would (``hitl respond``)."""
     from hitl_sdk import _config
-    from hitl_sdk.answers import answer_path as _answers
+    from hitl_sdk import answers as _answers
     from hitl_sdk.storage.keys import EventKeys
     from hitl_sdk.storage.records import Status
 

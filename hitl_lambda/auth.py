@@ -39,7 +39,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from hitl_sdk._errors import ConfigError, HitlError
+from hitl_sdk import ConfigError, HitlError
 
 SESSION_COOKIE = "hitl_session"
 LOGIN_COOKIE = "hitl_login"

@@ -15,45 +15,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
-from hitl_sdk._errors import (
-    AlreadyAnswered,
-    AlreadyVoted,
-    ConfigError,
-    CorruptRecord,
-    EventCancelled,
-    EventExpired,
-    EventNotFound,
-    HitlError,
-    InvalidToken,
-    InvalidValue,
-    MissingToken,
-    NotAllowed,
-    StorageError,
-    TransientStorageError,
-)
+from hitl_sdk import HitlError
+from hitl_sdk.answers import STATUS_FOR as ANSWER_STATUSES
 
 from . import pages
 from .auth import SignInError
 
 log = logging.getLogger("hitl.app")
 
-# First match wins, so subclasses come before their bases.
+# The answer path's table (``hitl_sdk.answers.STATUS_FOR``), with sign-in's own error first.
 STATUS_FOR: tuple[tuple[type[HitlError], int, str], ...] = (
-    (InvalidValue, 400, "invalid_value"),
     (SignInError, 400, "sign_in_failed"),
-    (MissingToken, 401, "missing_token"),
-    (InvalidToken, 403, "invalid_token"),
-    (NotAllowed, 403, "not_allowed"),
-    (EventNotFound, 404, "not_found"),
-    (AlreadyVoted, 409, "already_voted"),
-    (AlreadyAnswered, 409, "already_answered"),
-    (EventExpired, 410, "expired"),
-    (EventCancelled, 410, "cancelled"),
-    (TransientStorageError, 503, "storage_unavailable"),
-    (CorruptRecord, 500, "record_damaged"),
-    (StorageError, 500, "storage_error"),
-    (ConfigError, 500, "config_error"),
-    (HitlError, 500, "error"),
+    *ANSWER_STATUSES,
 )
 # What a 5xx tells the client; the details (bucket names, backend errors) go to the log.
 SERVER_MESSAGES = {

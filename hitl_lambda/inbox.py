@@ -1,17 +1,14 @@
 """The reviewer inbox behind single sign-on: every open gate a signed-in person may answer.
 
-Routes (present only when ``HITL_OIDC_ISSUER`` is set; see ``auth`` for the settings):
+Routes (present only when ``HITL_OIDC_ISSUER`` is set; ``signin`` signs people in):
 
-    GET  /login                 start signing in (redirect to the issuer, PKCE)
-    GET  /auth/callback         the issuer's redirect back: verify, set the session cookie
-    GET|POST /logout            forget the session
     GET  /inbox                 open gates (most urgent first) and a "recently closed" tab
     GET  /inbox.json            the same as JSON
     GET  /inbox/gate/{id}       a gate's form, answered as the signed-in person (no token)
     POST /inbox/gate/{id}       its answer: the session's CSRF token required, recorded with
                                 ``via: inbox``; then back to the inbox and the next gate
 
-The listing reads the inbox index (``hitl_sdk._inbox``): one LIST per audience (the person,
+The listing reads the inbox index (``hitl_sdk.answers.listing``): one LIST per audience (the person,
 each of their groups, and gates naming no one if the deployment allows), not every record.
 """
 
@@ -24,30 +21,36 @@ from urllib.parse import quote, urlencode
 from fastapi import FastAPI, Query, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from hitl_sdk._errors import (
+from hitl_sdk import (
     AlreadyAnswered,
     EventCancelled,
     EventExpired,
     InvalidValue,
     NotAllowed,
+    answers,
 )
-from hitl_sdk.answers import answer_path as _answers
-from hitl_sdk.answers import index as _inbox
-from hitl_sdk.storage.records import Status
-from hitl_sdk.storage.store import Store
+from hitl_sdk.answers import (
+    EventState,
+    IndexEntry,
+    index_text,
+    listing,
+    person_audiences,
+    reviewer_for,
+)
+from hitl_sdk.storage import EventKeys, Status, Store
 
 from . import http_errors, pages
-from .auth import (
-    LOGIN_COOKIE,
-    LOGIN_SECONDS,
-    SESSION_COOKIE,
-    OidcSettings,
-    Person,
-    Provider,
-    csrf_ok,
-    csrf_token,
-    person,
-    session_cookie,
+from .auth import SESSION_COOKIE, OidcSettings, Person, csrf_ok, csrf_token, person
+from .views import (
+    answered_page,
+    blocking,
+    closed_page,
+    form_fields,
+    form_page,
+    raw_answer,
+    root_path,
+    tally_of,
+    to_login,
 )
 
 KINDS = {
@@ -61,34 +64,11 @@ KINDS = {
     "model": "a form",
 }
 URGENT_SECONDS = 3600
-
-
-def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
-    response.set_cookie(
-        name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="lax"
-    )
-
-
-def _forget(response: Response, name: str) -> None:
-    response.delete_cookie(name, path="/", secure=True, httponly=True, samesite="lax")
-
-
-def _root(request: Request) -> str:
-    """The app's root as a path (a stage prefix included), ending in "/"."""
-    return f"{request.scope.get('root_path', '')}/"
-
-
-def _safe_next(path: str) -> str:
-    """Where to go after signing in: a path of this app only (never another site)."""
-    if not path.startswith("/") or path.startswith("//") or "\\" in path or len(path) > 500:
-        return "/inbox"
-    return path
+NOT_SIGNED_IN = {"error": "not_signed_in", "detail": "sign in first: GET /login", "status": 401}
 
 
 def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
-    from .app import _closed, _decided, _form, _raw_answer, _tally, blocking
-
-    provider = Provider(settings)
+    """Add these routes to ``app``."""
     anyone = settings.unnamed
 
     def who(request: Request) -> Person | None:
@@ -99,59 +79,13 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
             return True
         return anyone.startswith("group:") and anyone[6:] in p.groups
 
-    def to_login(request: Request) -> Response:
-        target = request.url.path.removeprefix(request.scope.get("root_path", ""))
-        if request.url.query:
-            target += f"?{request.url.query}"
-        query = urlencode({"next": target})
-        return RedirectResponse(f"{_root(request)}login?{query}", status_code=303)
-
     def context(request: Request, p: Person) -> dict[str, Any]:
-        return {"signed_in": p.email, "inbox_root": _root(request)}
-
-    def callback_url(request: Request) -> str:
-        if settings.redirect_uri:
-            return settings.redirect_uri
-        host = request.headers.get("host", "localhost")
-        return f"{request.url.scheme}://{host}{_root(request)}auth/callback"
-
-    @app.get("/login")
-    async def login(request: Request, next: str = Query("/inbox")) -> Response:
-        url, cookie = await blocking(provider.login, _safe_next(next), callback_url(request))
-        response = RedirectResponse(url, status_code=303)
-        _cookie(response, LOGIN_COOKIE, cookie, LOGIN_SECONDS)
-        return response
-
-    @app.get("/auth/callback")
-    async def callback(
-        request: Request,
-        code: str = Query(""),
-        state: str = Query(""),
-        error: str = Query(""),
-    ) -> Response:
-        from .auth import SignInError
-
-        if error:
-            raise SignInError(f"the issuer did not sign you in ({error[:80]})")
-        email, groups, nxt = await blocking(
-            provider.callback, code, state, request.cookies.get(LOGIN_COOKIE)
-        )
-        cookie, seconds = session_cookie(settings, email, groups)
-        response = RedirectResponse(f"{_root(request).rstrip('/')}{nxt}", status_code=303)
-        _cookie(response, SESSION_COOKIE, cookie, seconds)
-        _forget(response, LOGIN_COOKIE)  # used once: a replayed callback finds none
-        return response
-
-    @app.api_route("/logout", methods=["GET", "POST"])
-    async def logout(request: Request) -> Response:
-        response = pages.render(request.scope, "signed_out.html", 200, inbox_root=_root(request))
-        _forget(response, SESSION_COOKIE)
-        return response
+        return {"signed_in": p.email, "inbox_root": root_path(request)}
 
     def entries_for(p: Person, run: str, name: str) -> tuple[list[Any], list[Any]]:
-        audiences = _inbox.person_audiences(p.email, p.groups, may_answer_unnamed(p))
+        audiences = person_audiences(p.email, p.groups, may_answer_unnamed(p))
         now = datetime.now(timezone.utc)
-        found = _inbox.listing(store, audiences, now)
+        found = listing(store, audiences, now)
         if run:
             found = [e for e in found if run.lower() in e.run_id.lower()]
         if name:
@@ -165,8 +99,6 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
         return open_, closed
 
     def votes_of(entries: list[Any]) -> dict[str, int]:
-        from hitl_sdk.storage.keys import EventKeys
-
         return {
             e.request_id: len(store.vote_names(EventKeys.parse(e.request_id)))
             for e in entries
@@ -228,10 +160,7 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
     async def inbox_json(request: Request, run: str = Query(""), name: str = Query("")) -> Response:
         p = who(request)
         if p is None:
-            return JSONResponse(
-                {"error": "not_signed_in", "detail": "sign in first: GET /login", "status": 401},
-                status_code=401,
-            )
+            return JSONResponse(NOT_SIGNED_IN, status_code=401)
 
         def build() -> dict[str, Any]:
             open_, closed = entries_for(p, run[:100], name[:100])
@@ -252,8 +181,8 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
             return to_login(request)
         return await blocking(gate_page, request, p, request_id)
 
-    def reviewer(state: _answers.EventState, p: Person) -> str:
-        name = _inbox.reviewer_for(state.event, p.email, p.groups, may_answer_unnamed(p))
+    def reviewer(state: EventState, p: Person) -> str:
+        name = reviewer_for(state.event, p.email, p.groups, may_answer_unnamed(p))
         if name is None:
             raise NotAllowed(
                 f"this gate does not name {p.email} (or a group of theirs) as a reviewer; "
@@ -262,21 +191,19 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
         return name
 
     def gate_page(request: Request, p: Person, request_id: str, **shown: Any) -> Response:
-        state = _answers.load(store, request_id)
+        state = answers.load(store, request_id)
         as_whom = reviewer(state, p)
         if state.status is Status.ANSWERED:
-            return pages.render(
-                request.scope, "answered.html", 200, **_decided(state), **context(request, p)
-            )
+            return answered_page(request, state, **context(request, p))
         if state.status is not Status.PENDING:
-            return _closed(request, state)
-        return _form(
+            return closed_page(request, state)
+        return form_page(
             request,
             state,
             "",
             as_whom,
-            action=f"{_root(request)}inbox/gate/{quote(state.keys.request_id, safe='')}",
-            quorum=_tally(store, state),
+            action=f"{root_path(request)}inbox/gate/{quote(state.keys.request_id, safe='')}",
+            quorum=tally_of(store, state),
             csrf=csrf_token(settings, p),
             extra=context(request, p),
             **shown,
@@ -286,12 +213,8 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
     async def gate_answer(request: Request, request_id: str) -> Response:
         p = who(request)
         if p is None:
-            return JSONResponse(
-                {"error": "not_signed_in", "detail": "sign in first: GET /login", "status": 401},
-                status_code=401,
-            )
-        form = await request.form()
-        fields = {k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form}
+            return JSONResponse(NOT_SIGNED_IN, status_code=401)
+        fields = await form_fields(request)
         if not csrf_ok(settings, p, (fields.get("csrf") or [""])[-1]):
             raise NotAllowed(
                 "this form did not come from your inbox (its CSRF token is missing or stale); "
@@ -302,11 +225,11 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
     def gate_post(
         request: Request, p: Person, request_id: str, fields: dict[str, list[str]]
     ) -> Response:
-        state = _answers.load(store, request_id)
+        state = answers.load(store, request_id)
         as_whom = reviewer(state, p)
-        raw, comment, reason = _raw_answer(fields)
+        raw, comment, reason = raw_answer(fields)
         try:
-            _answers.submit(
+            answers.submit(
                 store,
                 request_id,
                 raw,
@@ -330,22 +253,17 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
         except (AlreadyAnswered, EventExpired, EventCancelled):
             return gate_page(request, p, request_id)
         query = urlencode({"answered": state.keys.request_id})
-        return RedirectResponse(f"{_root(request)}inbox?{query}", status_code=303)
+        return RedirectResponse(f"{root_path(request)}inbox?{query}", status_code=303)
 
 
-def _closed_text(e: _inbox.Entry) -> str:
+def _closed_text(e: IndexEntry) -> str:
     c = e.closed
     if c is None:
         return "expired: nobody answered by the deadline"
-    if c["status"] == "cancelled":
-        return f"cancelled by {c['by']}"
-    if c["status"] == "timed_out":
-        return "timed out" + (", default applied" if c["default_applied"] else "")
-    verdict = f" ({c['verdict']})" if c["verdict"] else ""
-    return f"answered by {c['by']}{verdict}"
+    return index_text(c["status"], c["by"], c["verdict"], c["default_applied"])
 
 
-def _entry_json(e: _inbox.Entry, votes: int | None) -> dict[str, Any]:
+def _entry_json(e: IndexEntry, votes: int | None) -> dict[str, Any]:
     return {
         "request_id": e.request_id,
         "title": e.title,

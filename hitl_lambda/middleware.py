@@ -12,8 +12,7 @@ import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hitl_sdk.storage.keys import redact_tokens
-from hitl_sdk.storage.store import deadline
+from hitl_sdk.storage import deadline, redact_tokens
 
 from .http_errors import SERVER_MESSAGES, error_response
 
@@ -103,7 +102,7 @@ class CatchAll:
 
 
 class StorageDeadline:
-    """Gives every request a storage deadline (``hitl_sdk._store.deadline``): a store that
+    """Gives every request a storage deadline (``hitl_sdk.storage.deadline``): a store that
     throttles or hangs makes a 503 with Retry-After that arrives before Lambda stops the
     function, never API Gateway's bare 503 after it."""
 

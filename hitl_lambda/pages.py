@@ -1,7 +1,7 @@
 """The reviewer's HTML pages: one Jinja2 environment (autoescaped), a few filters, render().
 
 Everything a task or a client wrote (name, prompt, details, values, comments) reaches the
-page through autoescaped template variables, or as HTML built by ``hitl_sdk._evidence``
+page through autoescaped template variables, or as HTML built by ``hitl_sdk.answers``
 (tables and markdown), which escapes every text it is given and renders no raw HTML.
 
 The Lambda package carries the templates compiled to Python modules (``templates_compiled/``,
@@ -22,9 +22,8 @@ from markupsafe import Markup
 from starlette.responses import HTMLResponse
 from starlette.types import Scope
 
-from hitl_sdk.answers.evidence import details_html, prompt_html
-from hitl_sdk.answers.evidence import heading as gate_heading
-from hitl_sdk.answers.types import field_kind
+from hitl_sdk.answers import answer_text, details_html, field_kind, prompt_html, via_text
+from hitl_sdk.answers import heading as gate_heading
 
 TEMPLATES = Path(__file__).parent / "templates"
 COMPILED = Path(__file__).parent / "templates_compiled"
@@ -83,27 +82,13 @@ def ago(moment: datetime, now: datetime | None = None) -> str:
 
 def prompt_block(text: str, prompt_format: str) -> Markup:
     """The prompt (or what is left of it under the heading) as HTML: escaped text, or
-    markdown rendered with raw HTML disabled (``hitl_sdk._evidence``)."""
+    markdown rendered with raw HTML disabled (``hitl_sdk.answers``)."""
     return Markup(prompt_html(text, prompt_format))
 
 
 def evidence(event: Any) -> Markup:
     """``details=`` as HTML: a table for mappings, else text (markdown when asked)."""
     return Markup(details_html(event.details, event.prompt_format))
-
-
-def shown(value: Any, data_type: str) -> str:
-    """An answer as a reviewer reads it."""
-    if data_type == "bool" and isinstance(value, bool):
-        return "Approved" if value else "Rejected"
-    if data_type == "approval" and isinstance(value, dict):
-        verdict = "Approved" if value.get("approved") else "Rejected"
-        return f"{verdict}: {value['reason']}" if value.get("reason") else verdict
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value) if value else "(none)"
-    if isinstance(value, dict):
-        return "; ".join(f"{k}: {shown(v, '')}" for k, v in value.items())
-    return "" if value is None else str(value)
 
 
 def model_fields(schema: dict[str, Any], sent: dict[str, list[str]] | None) -> list[dict[str, Any]]:
@@ -189,7 +174,8 @@ _env.globals["prompt_block"] = prompt_block
 _env.globals["evidence"] = evidence
 _env.globals["heading"] = heading
 _env.globals["model_fields"] = model_fields
-_env.globals["shown"] = shown
+_env.globals["shown"] = answer_text
+_env.globals["via_text"] = via_text
 _env.globals["input_modes"] = INPUT_MODES
 
 

@@ -9,12 +9,26 @@ with a typed value. State lives as JSON objects in object storage::
     approved = event.wait()          # or: await event.wait.aio()
 
 Drop-in for ``flyteplugins.hitl``: change the import, keep the calls.
+
+The house (rooms by concern; nothing imports in a circle)::
+
+    hitl_sdk/              the task's side: this public face, the gate handle and waiting
+                           (_event, _poller, _fanout), opening (_planning, _opening), approvals,
+                           reviewers, notifications, the lifecycle hooks and their wiring
+    hitl_sdk/storage/      byte backends, the one store seam, keys, records, people
+    hitl_sdk/answers/      the answer path every channel shares (the inner API of the app, the
+                           CLI and channels to come): submit, types, validation, evidence,
+                           quorum, the inbox index, a decision in words and JSON
+    hitl_sdk/cli/          the ``hitl`` command
+    hitl_sdk/flyte/        the Flyte integration (a lifecycle listener; the core never imports it)
+    hitl_lambda/           the reviewer app: routers by concern over shared views
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import _wiring  # noqa: F401  (who listens to gates: log lines, messages, Flyte)
 from ._errors import (
     AlreadyAnswered,
     AlreadyVoted,
@@ -42,8 +56,9 @@ from .storage.records import DecisionRecord, EventRecord, Status, VoteRecord
 if TYPE_CHECKING:
     from ._approval import approve
     from ._config import configure
-    from ._event import Event, new_event
+    from ._event import Event
     from ._fanout import as_completed, wait_all
+    from ._opening import new_event
     from ._reviewers import Reviewer
 
 SUPPORTED_TYPES = tuple(codec.python_type for codec in CODECS.values())
@@ -54,7 +69,7 @@ _LAZY = {
     "approve": "._approval",
     "configure": "._config",
     "Event": "._event",
-    "new_event": "._event",
+    "new_event": "._opening",
     "as_completed": "._fanout",
     "Reviewer": "._reviewers",
     "wait_all": "._fanout",
@@ -70,7 +85,7 @@ def __getattr__(name: str) -> Any:
         return value
     # ``hitl.env`` imports flyte, so it is built on first use only: plain scripts never pay.
     if name == "env":
-        from .flyte.report import task_environment
+        from .flyte import task_environment
 
         return task_environment()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

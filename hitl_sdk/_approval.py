@@ -19,43 +19,40 @@ asked, who may not approve. Any rejection rejects (see ``_quorum`` for the rules
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, TypedDict, Unpack
+from typing import Any, Literal
+
+from typing_extensions import Unpack
 
 from ._errors import ConfigError
-from ._event import Event, _open, _Opening, _plan
-from ._reviewers import Reviewers
-from .answers.evidence import Details, PromptFormat
-from .answers.quorum import QuorumSpec
-from .answers.types import Approval, RequireReason
+from ._event import Event
+from ._opening import open_event, open_event_aio
+from ._planning import Opening, SharedOptions, plan
+from .answers import Approval, QuorumSpec, RequireReason
 
 OnTimeout = Literal["reject", "approve"]
 DEFAULT_PROMPT = "Approve?"
 REQUIRE_REASON = ("reject", "always", None)
 
 
-class ApproveOptions(TypedDict, total=False):
-    """``hitl.approve``'s options beyond the question itself (each as in ``new_event``, plus
-    ``quorum`` and ``requested_by``)."""
+class ApproveOptions(SharedOptions, total=False):
+    """``hitl.approve``'s options beyond the question itself: ``new_event``'s shared ones
+    (``SharedOptions``), the timing, and ``quorum`` and ``requested_by``."""
 
     require_reason: RequireReason
     on_timeout: OnTimeout
     scope: str
     timeout_seconds: float
     poll_interval_seconds: float
-    reviewers: Reviewers | None
-    details: Details | None
-    title: str | None
-    prompt_format: PromptFormat
-    notify: str | Sequence[str] | None
-    remind_every: float | None
-    escalate_after: float | None
-    backups: Reviewers | None
     quorum: QuorumSpec | None
     requested_by: str | None
 
 
-def _planned(name: str, prompt: str, options: ApproveOptions) -> _Opening:
+APPROVE_OPTIONS = frozenset(ApproveOptions.__annotations__) | frozenset(
+    SharedOptions.__annotations__
+)
+
+
+def _planned(name: str, prompt: str, options: ApproveOptions) -> Opening:
     require_reason = options.get("require_reason", "reject")
     on_timeout = options.get("on_timeout", "reject")
     if require_reason not in REQUIRE_REASON:
@@ -64,29 +61,23 @@ def _planned(name: str, prompt: str, options: ApproveOptions) -> _Opening:
         )
     if on_timeout not in ("reject", "approve"):
         raise ConfigError(f"on_timeout must be 'reject' or 'approve', not {on_timeout!r}")
-    unknown = set(options) - set(ApproveOptions.__annotations__)
+    unknown = set(options) - APPROVE_OPTIONS
     if unknown:
         raise ConfigError(f"hitl.approve has no option {sorted(unknown)[0]!r}")
-    return _plan(
+    planned: dict[str, Any] = {
+        key: value
+        for key, value in options.items()
+        if key not in ("on_timeout", "scope", "timeout_seconds", "poll_interval_seconds")
+    }
+    planned["default"] = Approval(approved=on_timeout == "approve")
+    return plan(
         name,
         Approval,
         options.get("scope", "run"),
         prompt,
         options.get("timeout_seconds", 3600),
         options.get("poll_interval_seconds", 5),
-        options.get("reviewers"),
-        options.get("details"),
-        "error",
-        Approval(approved=on_timeout == "approve"),
-        require_reason=require_reason,
-        title=options.get("title"),
-        prompt_format=options.get("prompt_format", "text"),
-        notify=options.get("notify"),
-        remind_every=options.get("remind_every"),
-        escalate_after=options.get("escalate_after"),
-        backups=options.get("backups"),
-        quorum=options.get("quorum"),
-        requested_by=options.get("requested_by"),
+        planned,
     )
 
 
@@ -96,11 +87,11 @@ class Approve:
     in a running event loop. ``require_reason``: ``"reject"`` (a rejection must say why),
     ``"always"`` or ``None``; enforced by the reviewer app, the JSON API and the CLI.
 
-    Options (keywords): ``require_reason``, ``on_timeout``, ``scope``, ``timeout_seconds``,
-    ``poll_interval_seconds``, ``reviewers``, ``details``, ``title``, ``prompt_format``,
-    ``notify``, ``remind_every``, ``escalate_after``, ``backups`` (as in ``new_event``);
-    ``quorum`` (``2``, or ``{"legal": 1, "finance": 1}``) and ``requested_by`` (who asked, and
-    so may not approve)."""
+    Options (keywords, ``ApproveOptions``): ``require_reason``, ``on_timeout``, ``scope``,
+    ``timeout_seconds``, ``poll_interval_seconds``, ``reviewers``, ``details``, ``title``,
+    ``prompt_format``, ``notify``, ``remind_every``, ``escalate_after``, ``backups`` (as in
+    ``new_event``); ``quorum`` (``2``, or ``{"legal": 1, "finance": 1}``) and ``requested_by``
+    (who asked, and so may not approve)."""
 
     def __call__(
         self, name: str, prompt: str = DEFAULT_PROMPT, **options: Unpack[ApproveOptions]
@@ -110,32 +101,14 @@ class Approve:
     async def aio(
         self, name: str, prompt: str = DEFAULT_PROMPT, **options: Unpack[ApproveOptions]
     ) -> Approval:
-        import asyncio
-
-        from . import _config
-
-        opening = _planned(name, prompt, options)
-        store = _config.get_store()
-        record, decision = await asyncio.to_thread(_open, store, opening)
-        tokens = opening.tokens if decision is None else {}
-        event: Event[Approval] = Event._opened(
-            record, tokens, store, decision, opening.spec, opening
-        )
-        if event._report is not None:
-            await event._report.flush_aio()
+        event: Event[Approval] = await open_event_aio(_planned(name, prompt, options))
         return await event.wait.aio()
 
     def open(
         self, name: str, prompt: str = DEFAULT_PROMPT, **options: Unpack[ApproveOptions]
     ) -> Event[Approval]:
         """Open the gate without waiting: its ``Event`` (``wait()`` returns the Approval)."""
-        from . import _config
-
-        opening = _planned(name, prompt, options)
-        store = _config.get_store()
-        record, decision = _open(store, opening)
-        tokens = opening.tokens if decision is None else {}
-        return Event._opened(record, tokens, store, decision, opening.spec, opening)
+        return open_event(_planned(name, prompt, options))
 
     def __repr__(self) -> str:
         return "<function hitl_sdk.approve>"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,8 +84,35 @@ def get_store() -> Store:
         return _store
 
 
+# Where a run's id comes from besides the settings: an integration that knows the run (Flyte's
+# run name inside a Flyte task) registers a source; the first that answers wins.
+_run_sources: list[Callable[[], str | None]] = []
+
+
+def add_run_source(source: Callable[[], str | None]) -> None:
+    """Let ``source`` name the run a gate belongs to (``None``: it does not know)."""
+    if source not in _run_sources:
+        _run_sources.append(source)
+
+
 def run_id() -> str:
+    """The run ``scope="run"`` means: an integration's (a Flyte run), else ``HITL_RUN_ID``,
+    else this process."""
+    for source in _run_sources:
+        found = source()
+        if found:
+            return found
     return settings().run_id or _PROCESS_RUN_ID
+
+
+def operator_name() -> str:
+    """Who acts from code or the command line without a link: the OS login name."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in this environment (some containers)
+        return "operator"
 
 
 def configure(

@@ -13,14 +13,12 @@ import shlex
 import socket
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import _config
+from ._lifecycle import Gate, Opened
+from .answers import outcome_text
 from .storage.records import DecisionRecord
-
-if TYPE_CHECKING:
-    from ._event import Event
 
 log = logging.getLogger("hitl")
 
@@ -39,31 +37,31 @@ def show_link_somewhere() -> None:
         log.setLevel(logging.INFO)
 
 
-def closed_text(decision: DecisionRecord) -> str:
-    """How a closed gate ended, in a few words: ``answered by alice at 2026-11-25 14:00 UTC``."""
-    at = f"{decision.answered_at:%Y-%m-%d %H:%M:%S} UTC"
-    if decision.status == "answered":
-        return f"answered by {decision.answered_by} at {at}"
-    return f"timed out (recorded at {at})"
+def on_opened(change: Opened) -> None:
+    """The gate's lifecycle listener: log where to answer (or how it closed already)."""
+    show_link_somewhere()
+    for line in opening_lines(change.gate, change.decision):
+        log.info("%s", line)
 
 
-def opening_lines(event: Event[object], decision: DecisionRecord | None) -> Iterator[str]:
+def opening_lines(gate: Gate, decision: DecisionRecord | None) -> Iterator[str]:
     """The log lines for a gate just opened (or re-opened)."""
+    name = gate.record.name
     if decision is not None:
         yield (
-            f"hitl: gate {event.name!r} is already closed: {closed_text(decision)}; "
+            f"hitl: gate {name!r} is already closed: {outcome_text(decision)}; "
             "wait() returns that outcome at once and no new link was made"
         )
         return
-    for reviewer, link in event.links.items():
+    for reviewer, link in gate.links.items():
         if reviewer:
             yield (
-                f"hitl: gate {event.name!r} is open; {reviewer}'s personal link "
+                f"hitl: gate {name!r} is open; {reviewer}'s personal link "
                 f"(answers as {reviewer}; give it to {reviewer} only): {link}"
             )
         else:
-            yield f"hitl: gate {event.name!r} is open; answer it at {link}"
-    hint = local_app_hint(event.form_url, event._store.url)
+            yield f"hitl: gate {name!r} is open; answer it at {link}"
+    hint = local_app_hint(gate.form_url, gate.store_url)
     if hint:
         yield hint
 

@@ -10,7 +10,10 @@ working for code written against ``flyteplugins-hitl``::
     ├── EventNotFound(LookupError)        no event with that id
     ├── InvalidToken(PermissionError)     missing, wrong or another event's token
     │   └── MissingToken                  no token at all (the app answers 401, not 403)
+    ├── NotAllowed(PermissionError)       a known person who may not give this answer (not a
+    │                                     reviewer of the gate; the requester approving)
     ├── AlreadyAnswered                   the event has its terminal record already
+    │   └── AlreadyVoted                  this reviewer voted on the quorum gate already
     ├── EventExpired                      an answer arrived after the deadline
     ├── EventCancelled                    the gate was cancelled (wait() and answers)
     ├── EventTimeout(TimeoutError)        wait() passed the deadline with no answer

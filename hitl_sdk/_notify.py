@@ -17,6 +17,7 @@ neither ever blocks, delays or fails the gate. At exit, messages still being sen
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import logging
 import queue
 import threading
@@ -30,8 +31,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ._errors import ConfigError
+from ._lifecycle import Closed, Opened
+from ._reviewers import Reviewers, reviewer_entries
+from .answers import closed_message, heading
 from .storage.people import identity
-from .storage.records import DecisionRecord, EventRecord, NoticeRecord
+from .storage.records import EventRecord, NoticeRecord
 
 if TYPE_CHECKING:
     from .storage.store import Store
@@ -253,21 +257,74 @@ def notifier() -> Notifier:
         return _notifier
 
 
-# -- the messages ------------------------------------------------------------------------------
+# -- the channels of one gate -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Channels:
+    """Where one gate's messages go (secrets: kept in this process's memory only): the gate's
+    own channels, each named reviewer's own channel, and each backup's (or None)."""
+
+    gate: list[str] = field(default_factory=list)
+    own: dict[str, str] = field(default_factory=dict)
+    backups: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def planned(
+        cls,
+        notify: object,
+        default: str | None,
+        reviewers: Reviewers | None,
+        backups: Reviewers | None,
+        backup_names: list[str],
+    ) -> Channels:
+        """The channels ``new_event``'s options name (``default``: ``HITL_NOTIFY``), checked:
+        ``ConfigError`` for a malformed URL, or when apprise is needed and missing."""
+        gate = channels(notify if notify is not None else default)
+        own = _own_channels(reviewers)
+        extra: dict[str, str | None] = dict.fromkeys(backup_names)
+        extra.update(_own_channels(backups))
+        if (gate or own) and importlib.util.find_spec("apprise") is None:
+            raise ConfigError(
+                "notifications need apprise: pip install 'hitl-gates[notify]' (or apprise)"
+            )
+        return cls(gate, own, extra)
+
+
+def _own_channels(reviewers: Reviewers | None) -> dict[str, str]:
+    """Each named reviewer's own channel, if they have one."""
+    own: dict[str, str] = {}
+    for name, entry in reviewer_entries(reviewers).items():
+        if entry.notify is not None:
+            urls = channels(entry.notify)
+            if len(urls) != 1:
+                raise ConfigError(f"reviewer {name!r} needs one channel URL, or None")
+            own[name] = urls[0]
+    return own
+
+
+# -- the messages, as the gate's lifecycle listener ----------------------------------------------
 
 
 def _heading(record: EventRecord) -> str:
     """The gate's name in a message: the same heading its page shows."""
-    from .answers.evidence import heading
-
     return heading(record.name, record.prompt, record.title, record.prompt_format)[0]
 
 
-def announce_open(
-    record: EventRecord, links: Mapping[str, str], gate: list[str], own: Mapping[str, str]
-) -> None:
-    """The gate is open: its channels get the question and where to answer; each named
-    reviewer's own channel gets their personal link (and no shared channel ever does)."""
+def on_opened(change: Opened) -> None:
+    """A gate opened: its channels get the question and where to answer, each named
+    reviewer's own channel their personal link (and no shared channel ever does); reminders
+    and escalation are scheduled. Nothing for a gate re-adopted or closed already."""
+    sent = change.gate.channels
+    if not isinstance(sent, Channels) or change.decision is not None:
+        return
+    record, links = change.gate.record, change.gate.links
+    if change.fresh:
+        _send_opened(record, links, sent)
+    register(record, links, sent.gate, sent.own, sent.backups)
+
+
+def _send_opened(record: EventRecord, links: Mapping[str, str], sent: Channels) -> None:
     what = f"gate {record.name!r}"
     title = f"Review needed: {_heading(record)}"
     body = f"{record.prompt}\n\nAnswer by {record.deadline:%Y-%m-%d %H:%M} UTC."
@@ -277,8 +334,8 @@ def announce_open(
     else:
         names = ", ".join(n for n in links if n)
         shared = f"{body}\nPersonal links went to the named reviewers ({names})."
-    notifier().send(gate, title, shared, what)
-    for reviewer, url in own.items():
+    notifier().send(sent.gate, title, shared, what)
+    for reviewer, url in sent.own.items():
         link = links.get(reviewer)
         if link:
             personal = (
@@ -287,24 +344,14 @@ def announce_open(
             notifier().send([url], title, personal, what)
 
 
-def announce_close(
-    record: EventRecord, decision: DecisionRecord, gate: list[str], own: Mapping[str, str]
-) -> None:
-    """The gate closed: answered (by whom, what), timed out (a default applied?) or cancelled."""
-    import json
-
-    if decision.status == "answered":
-        value = json.dumps(decision.value, ensure_ascii=False)
-        text = f"Answered by {decision.answered_by}: {value}"
-    elif decision.status == "cancelled":
-        why = f": {decision.comment}" if decision.comment else ""
-        text = f"Cancelled by {decision.answered_by}{why}"
-    elif decision.default_applied:
-        value = json.dumps(decision.value, ensure_ascii=False)
-        text = f"Timed out with no answer; the default applies: {value}"
-    else:
-        text = "Timed out with no answer."
-    urls = list(dict.fromkeys([*gate, *own.values()]))
+def on_closed(change: Closed) -> None:
+    """A gate closed: answered (by whom, what), timed out (a default applied?) or cancelled."""
+    sent = change.gate.channels
+    if not isinstance(sent, Channels):
+        return
+    record = change.gate.record
+    urls = list(dict.fromkeys([*sent.gate, *sent.own.values()]))
+    text = closed_message(change.decision)
     notifier().send(urls, f"Closed: {_heading(record)}", text, f"gate {record.name!r}")
 
 

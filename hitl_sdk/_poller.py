@@ -26,12 +26,19 @@ from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import _notify
-from ._errors import HitlError, KeyExists, TransientStorageError
-from .answers import index as _inbox
-from .answers import quorum as _quorum
-from .storage.keys import EventKeys
-from .storage.records import DecisionRecord, EventRecord, utcnow
-from .storage.store import Store
+from ._errors import HitlError, TransientStorageError
+from .answers import (
+    Tally,
+    first_decision,
+    mark_closed,
+    marked_by_closer,
+    read_votes,
+    settle,
+    tally,
+    timeout_record,
+)
+from .storage import DecisionRecord, EventKeys, EventRecord, Store
+from .storage.records import utcnow
 
 log = logging.getLogger("hitl")
 
@@ -55,20 +62,6 @@ def _remind(watch: _Watch, voted: set[str]) -> None:
         pass  # the next cycle claims it again
     except Exception as exc:
         log.warning("hitl: reminder for gate %r not sent: %s", watch.event.name, exc)
-
-
-def timeout_record(event: EventRecord, counted: _quorum.Tally | None = None) -> DecisionRecord:
-    """The timeout's terminal record; with the gate's ``default=`` applied, marked as such.
-    A quorum gate's lists the votes cast before the deadline."""
-    return DecisionRecord(
-        request_id=event.request_id,
-        status="timed_out",
-        answered_by="deadline",
-        via="timeout",
-        value=event.default if event.has_default else None,
-        default_applied=event.has_default,
-        votes=list(counted.votes) if counted is not None else None,
-    )
 
 
 @dataclass(eq=False)
@@ -204,7 +197,7 @@ class Poller:
 
     def _tallies(
         self, store: Store, run_key: str, watches: list[_Watch], decided: set[str]
-    ) -> dict[_Watch, _quorum.Tally]:
+    ) -> dict[_Watch, Tally]:
         """The votes of the run's open quorum gates: one LIST, then each new vote read once."""
         open_quorums = [
             w for w in watches if w.event.quorum is not None and w.event.request_id not in decided
@@ -214,7 +207,7 @@ class Poller:
         names = store.run_vote_names(run_key)
         self.lists += 1
         return {
-            w: _quorum.tally(w.event, _quorum.read(store, w.keys, names.get(w.keys.event_key, [])))
+            w: tally(w.event, read_votes(store, w.keys, names.get(w.keys.event_key, [])))
             for w in open_quorums
         }
 
@@ -223,34 +216,27 @@ class Poller:
         run: _Run,
         watch: _Watch,
         decided: set[str],
-        tallies: dict[_Watch, _quorum.Tally],
+        tallies: dict[_Watch, Tally],
     ) -> None:
         counted = tallies.get(watch)
         try:
             decision = None
             if watch.event.request_id in decided:
                 decision = watch.store.get_decision(watch.keys)
-            elif watch.due() or (counted is not None and counted.outcome != "pending"):
-                if counted is not None and counted.outcome != "pending":
-                    # The votes decided it and nobody wrote the decision: this task does.
-                    decision = _quorum.decision_for(watch.event, counted)
-                else:
-                    decision = timeout_record(watch.event, counted)
-                try:
-                    watch.store.create_decision(decision)
-                except KeyExists as exc:  # an answer won the race: that one stands
-                    found = exc.existing
-                    decision = found if isinstance(found, DecisionRecord) else None
-                    decision = decision or watch.store.get_decision(watch.keys)
+            elif counted is not None and counted.outcome != "pending":
+                # The votes decided it and nobody wrote the decision: this task does.
+                decision = settle(watch.store, watch.event, counted)
+            elif watch.due():  # an answer that won the race stands instead
+                decision = first_decision(watch.store, timeout_record(watch.event, counted))
         except TransientStorageError:
             raise  # the run backs off as a whole
         except HitlError as exc:  # a damaged record of this gate: this waiter learns it
             self._settle(run, watch, error=exc)
             return
         if decision is not None:
-            if not _inbox.marked_by_closer(decision):  # the inbox learns it closed
-                _inbox.mark_closed(watch.store, watch.event, decision)
-            self._settle(run, watch, decision=decision)
+            self._settle(run, watch, decision=decision)  # the waiter first, then bookkeeping
+            if not marked_by_closer(decision):  # the inbox learns it closed
+                mark_closed(watch.store, watch.event, decision)
 
     def _settle(
         self,

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError
-from ._notify import channels
 from .storage.keys import new_token
 from .storage.people import identity
 
@@ -61,7 +60,8 @@ def refuse_same_person(names: Sequence[str], label: str) -> None:
             )
 
 
-def _entries(reviewers: Reviewers | None) -> dict[str, Reviewer]:
+def reviewer_entries(reviewers: Reviewers | None) -> dict[str, Reviewer]:
+    """Each named reviewer's entry (``Reviewer``), for a mapping of reviewers; {} for a list."""
     if not isinstance(reviewers, Mapping):
         return {}
     out: dict[str, Reviewer] = {}
@@ -77,23 +77,11 @@ def _entries(reviewers: Reviewers | None) -> dict[str, Reviewer]:
     return out
 
 
-def reviewer_channels(reviewers: Reviewers | None) -> dict[str, str]:
-    """Each named reviewer's own channel, if they have one."""
-    own: dict[str, str] = {}
-    for name, entry in _entries(reviewers).items():
-        if entry.notify is not None:
-            urls = channels(entry.notify)
-            if len(urls) != 1:
-                raise ConfigError(f"reviewer {name!r} needs one channel URL, or None")
-            own[name] = urls[0]
-    return own
-
-
 def reviewer_groups(*reviewers: Reviewers | None) -> dict[str, list[str]]:
     """Each named reviewer's groups (stored in the event record; channels are not)."""
     groups: dict[str, list[str]] = {}
     for each in reviewers:
-        for name, entry in _entries(each).items():
+        for name, entry in reviewer_entries(each).items():
             named = entry.groups
             if isinstance(named, str) or not all(isinstance(g, str) for g in named):
                 raise ConfigError(

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ._event import Event, new_event
+from ._event import Event
+from ._opening import new_event
 
 DATASET = "s3://my-bucket/data.parquet"
 GATE_NAME = "review_decision"

@@ -31,7 +31,7 @@ from mangum import Mangum
 import hitl_sdk as hitl
 from hitl_lambda.app import create_app
 from hitl_sdk import _config
-from hitl_sdk.answers import answer_path as _answers
+from hitl_sdk import answers as _answers
 from hitl_sdk.storage.store import Store
 
 
@@ -156,9 +156,9 @@ def test_form_get_renders_the_prompt_hint_and_a_labelled_input(handler: Handler)
 
 
 def hitl_hint(data_type: type) -> str:
-    from hitl_sdk.answers.codecs import codec_for
+    from hitl_sdk.answers.codecs import scalar_codec
 
-    return codec_for(data_type).hint
+    return scalar_codec(data_type).hint
 
 
 def test_bool_form_is_two_buttons_not_a_text_field(handler: Handler) -> None:

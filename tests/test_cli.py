@@ -33,7 +33,7 @@ import pytest
 
 import hitl_sdk as hitl
 from hitl_sdk import _config
-from hitl_sdk.answers.answer_path import submit
+from hitl_sdk.answers import submit
 from hitl_sdk.cli import main
 from hitl_sdk.storage.keys import EventKeys
 from hitl_sdk.storage.store import Store

@@ -14,7 +14,7 @@ import pytest
 
 import hitl_sdk as hitl
 from hitl_sdk import _config
-from hitl_sdk.cli.entry import post_answer
+from hitl_sdk.cli.local import post_answer
 from hitl_sdk.cli.progress import wait_with_progress
 from hitl_sdk.cli.server import AppStartError, BackgroundApp, bind, build_app
 from hitl_sdk.cli.table import clip, format_duration, render_table

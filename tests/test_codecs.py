@@ -7,7 +7,7 @@ import math
 import pytest
 
 from hitl_sdk import ConfigError, InvalidValue
-from hitl_sdk.answers.codecs import CODECS, codec_for
+from hitl_sdk.answers.codecs import CODECS, scalar_codec
 
 GOOD = [
     ("bool", True, True),
@@ -70,7 +70,7 @@ BAD = [
 
 @pytest.mark.parametrize(("name", "raw", "expected"), GOOD)
 def test_good_values_parse_to_their_type(name: str, raw: object, expected: object) -> None:
-    codec = codec_for(name)
+    codec = scalar_codec(name)
     value = codec.parse(raw)
     assert value == expected
     assert type(value) is codec.python_type
@@ -80,21 +80,21 @@ def test_good_values_parse_to_their_type(name: str, raw: object, expected: objec
 @pytest.mark.parametrize(("name", "raw"), BAD)
 def test_bad_values_are_refused_with_the_expected_type(name: str, raw: object) -> None:
     with pytest.raises(InvalidValue, match=f"expected {name}"):
-        codec_for(name).parse(raw)
+        scalar_codec(name).parse(raw)
 
 
 def test_codec_by_type_and_by_name_agree() -> None:
     for name, codec in CODECS.items():
-        assert codec_for(codec.python_type) is codec
-        assert codec_for(name) is codec
+        assert scalar_codec(codec.python_type) is codec
+        assert scalar_codec(name) is codec
         assert codec.hint
 
 
 @pytest.mark.parametrize("data_type", [list, dict, "list", bytes, None, complex])
 def test_unsupported_data_type_is_a_config_error(data_type: object) -> None:
     with pytest.raises(ConfigError, match="use one of int, float, str, bool"):
-        codec_for(data_type)
+        scalar_codec(data_type)
 
 
 def test_float_keeps_precision() -> None:
-    assert math.isclose(codec_for(float).parse("0.1"), 0.1)
+    assert math.isclose(scalar_codec(float).parse("0.1"), 0.1)

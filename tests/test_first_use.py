@@ -219,7 +219,7 @@ def test_reopening_an_answered_gate_says_so_and_mints_nothing(
 ) -> None:
     first = hitl.new_event("closed", int)
     hitl_store = Store(file_store)
-    from hitl_sdk.answers.answer_path import submit
+    from hitl_sdk.answers import submit
 
     submit(hitl_store, first.request_id, "7", via="cli", operator="carol")
     logs.clear()
@@ -369,9 +369,9 @@ def test_the_bool_rule_is_the_same_in_the_code_the_message_and_the_readme(
 
 
 def hitl_codec(name: str) -> Any:
-    from hitl_sdk.answers.codecs import codec_for
+    from hitl_sdk.answers.codecs import scalar_codec
 
-    return codec_for(name)
+    return scalar_codec(name)
 
 
 # -- a typed public API ---------------------------------------------------------------------------

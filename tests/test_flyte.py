@@ -31,7 +31,7 @@ from mangum import Mangum
 import hitl_sdk as hitl
 from hitl_lambda.app import create_app
 from hitl_sdk import _config
-from hitl_sdk.answers import answer_path as _answers
+from hitl_sdk import answers as _answers
 from hitl_sdk.storage.keys import EventKeys
 from hitl_sdk.storage.records import EventRecord, Status
 from hitl_sdk.storage.store import Store

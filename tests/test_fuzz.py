@@ -25,7 +25,7 @@ from mangum import Mangum
 import hitl_sdk as hitl
 from hitl_lambda.app import create_app
 from hitl_sdk import _config
-from hitl_sdk.answers.codecs import CODECS, codec_for
+from hitl_sdk.answers.codecs import CODECS, scalar_codec
 from hitl_sdk.storage.records import DecisionRecord, EventRecord, GrantRecord
 from hitl_sdk.storage.store import Store
 
@@ -168,7 +168,7 @@ def test_every_admitted_value_comes_back_from_wait_exactly(
     _config.configure(store_url=world["url"], run_id="fuzz-round-trips")
     name = data.draw(st.sampled_from(sorted(answers)))
     value = data.draw(answers[name])
-    event = hitl.new_event(f"rt-{uuid.uuid4().hex}", codec_for(name).python_type)
+    event = hitl.new_event(f"rt-{uuid.uuid4().hex}", scalar_codec(name).python_type)
     as_sent = data.draw(st.sampled_from([value, json.dumps(value) if name != "str" else value]))
     resp = call(
         world,
@@ -189,7 +189,7 @@ def test_every_admitted_value_comes_back_from_wait_exactly(
 @settings(max_examples=300, database=None)
 @given(name=st.sampled_from(sorted(CODECS)), raw=json_values)
 def test_a_codec_accepts_only_what_it_can_store_and_read_back(name: str, raw: Any) -> None:
-    codec = codec_for(name)
+    codec = scalar_codec(name)
     try:
         value = codec.parse(raw)
     except hitl.InvalidValue:

@@ -20,10 +20,10 @@ from apigw import apigw_event, form_post_event, header, invoke, json_post_event,
 
 import hitl_sdk as hitl
 from hitl_sdk import _config
+from hitl_sdk import answers as _answers
 from hitl_sdk._errors import CorruptRecord
 from hitl_sdk._poller import backoff_seconds
-from hitl_sdk.answers import answer_path as _answers
-from hitl_sdk.answers.codecs import codec_for
+from hitl_sdk.answers.codecs import scalar_codec
 from hitl_sdk.cli import main
 from hitl_sdk.storage.keys import EventKeys, redact_tokens
 from hitl_sdk.storage.records import EventRecord
@@ -280,5 +280,5 @@ def test_a_very_long_outage_never_overflows_the_backoff() -> None:
 @pytest.mark.parametrize("name", ["int", "float"])
 def test_numbers_are_ascii_digits_only_for_every_number_type(name: str) -> None:
     with pytest.raises(hitl.InvalidValue):
-        codec_for(name).parse("٤٢")
-    assert codec_for(name).parse("42") == 42
+        scalar_codec(name).parse("٤٢")
+    assert scalar_codec(name).parse("42") == 42

@@ -19,8 +19,8 @@ from aiosmtpd.controller import Controller
 
 import hitl_sdk as hitl
 from hitl_sdk import _config
+from hitl_sdk import answers as _answers
 from hitl_sdk._notify import notifier
-from hitl_sdk.answers import answer_path as _answers
 from hitl_sdk.flyte import report as _flyte
 from hitl_sdk.storage.store import Store
 
@@ -320,7 +320,7 @@ def test_exit_gives_messages_in_flight_five_seconds_in_all(tmp_path: Any) -> Non
 
 
 def test_the_close_message_of_a_scripts_last_wait_is_sent(tmp_path: Any, webhook: Webhook) -> None:
-    from hitl_sdk.cli.entry import main as cli
+    from hitl_sdk.cli import main as cli
 
     url, process = _run_script(tmp_path, [webhook.url], "wait")
     assert process.stdout is not None

@@ -21,7 +21,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 import hitl_sdk as hitl
 from hitl_sdk import _config
-from hitl_sdk.answers import answer_path as _answers
+from hitl_sdk import answers as _answers
 from hitl_sdk.storage.keys import EventKeys
 from hitl_sdk.storage.objects import FsspecObjects
 from hitl_sdk.storage.records import DecisionRecord

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, create_model
 
 import hitl_sdk as hitl
 from hitl_sdk._errors import ConfigError, InvalidValue
-from hitl_sdk.answers.types import schema_codec, spec_for
+from hitl_sdk.answers.types import schema_codec, type_spec
 from hitl_sdk.cli import main as cli
 from hitl_sdk.storage.records import DecisionRecord
 from hitl_sdk.storage.store import Store
@@ -254,7 +254,7 @@ def sdk_verdict(spec: Any, stored: Any) -> bool:
 @given(models_and_answers())
 def test_the_app_accepts_an_answer_exactly_when_wait_does(drawn: tuple[Any, Any]) -> None:
     model, answer = drawn
-    spec = spec_for(model)
+    spec = type_spec(model)
     assert spec.schema is not None
     try:
         stored = app_verdict(spec.schema, answer)
@@ -274,7 +274,9 @@ def test_the_app_accepts_an_answer_exactly_when_wait_does(drawn: tuple[Any, Any]
     st.integers(1, 3),
 )
 def test_choices_agree_too(picks: list[Any], low: int, high: int) -> None:
-    spec = spec_for(Annotated[list[Literal["p", "q", "r"]], Field(min_length=low, max_length=high)])
+    spec = type_spec(
+        Annotated[list[Literal["p", "q", "r"]], Field(min_length=low, max_length=high)]
+    )
     assert spec.schema is not None
     try:
         stored = schema_codec("choices", spec.schema).parse(picks)

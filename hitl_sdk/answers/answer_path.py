@@ -1,8 +1,11 @@
-"""Answering an event: the one path every channel (form, JSON API, CLI) goes through.
+"""Answering a gate: the one path every channel (form, JSON API, inbox, CLI, and the channels
+to come) goes through.
 
-It checks the link token, the event's state and the value's type, then writes the decision
-record with exclusive create, so the first answer wins and every later one is refused.
-``outcome`` maps a decision record to the typed value or the typed error.
+``submit`` checks the link token (or takes the person a channel vouches for), the gate's state
+and the value's type, then writes the decision record with exclusive create, so the first
+answer wins and every later one is refused; on a quorum gate it writes the vote and, once the
+votes decide, the decision (``quorum.settle``). ``cancel`` closes a gate; ``outcome`` maps a
+decision record to the typed value or the typed error.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from ..storage.store import Store
 from . import index as _inbox
 from . import quorum as _quorum
 from .codecs import Codec, check_text
-from .types import TypeSpec, codec_of
+from .types import TypeSpec, answer_codec
+from .words import decided_text, outcome_text, vote_text, when
 
 MAX_COMMENT_CHARS = 2000
 # Reads that run beside another one (an event's decision while the event itself is read).
@@ -166,7 +170,7 @@ def submit(
     keys, event = _load_event(store, request_id)
     pending = EventState(keys, event, None, status_of(event, None, utcnow()))
     who = operator if operator is not None else authorize(store, pending, token)
-    codec = codec_of(event.data_type, event.answer_schema)
+    codec = answer_codec(event.data_type, event.answer_schema)
     if data_type not in (None, "", codec.name):
         raise InvalidValue(f"this event takes {codec.name}, not {str(data_type)[:40]!r}")
     if reason is not None and str(reason).strip():
@@ -229,7 +233,7 @@ def _vote(
             next((v for v in (d.votes or []) if same_person(v.reviewer, who)), None) if d else None
         )
         if mine is not None:
-            raise AlreadyVoted(f"{_voted(mine)}; the gate was decided: {_decided(d)}")
+            raise AlreadyVoted(f"{vote_text(mine)}; the gate was decided: {decided_text(d)}")
         _refuse_closed(state)
     named = _quorum.voter(event, who)
     if named is None:
@@ -250,39 +254,20 @@ def _vote(
         store.create_vote(vote)
     except KeyExists as exc:
         prior = exc.existing if isinstance(exc.existing, VoteRecord) else None
-        said = _voted(prior) if prior else f"{who} voted already"
+        said = vote_text(prior) if prior else f"{who} voted already"
         raise AlreadyVoted(f"{said}; each reviewer votes once and the first vote stands") from None
     counted = _quorum.tally(event, _quorum.read(store, keys))
     if counted.outcome == "pending":
         return Submission(event, None, vote=vote, tally=counted)
-    decision = _quorum.decision_for(event, counted)
-    try:
-        store.create_decision(decision)
-    except KeyExists as exc:  # decided meanwhile (by another vote, or the waiting task)
-        found = exc.existing
-        stands = found if isinstance(found, DecisionRecord) else store.get_decision(keys)
-        if stands is None or all(v.write_id != vote.write_id for v in stands.votes or ()):
-            raise AlreadyAnswered(
-                f"the gate was decided before {who}'s vote could count: {_decided(stands)}"
-            ) from None
-        decision = stands
+    decision = _quorum.settle(store, event, counted)
+    if all(v.write_id != vote.write_id for v in decision.votes or ()):
+        # Decided meanwhile (by another vote, or the waiting task) without this one.
+        raise AlreadyAnswered(
+            f"the gate was decided before {who}'s vote could count: {decided_text(decision)}"
+        )
     if via in _inbox.MARKED_BY_CLOSER:
         _inbox.mark_closed(store, event, decision)
     return Submission(event, decision, vote=vote, tally=counted)
-
-
-def _voted(vote: VoteRecord) -> str:
-    what = "approved" if vote.approved else "rejected"
-    return f"{vote.reviewer} {what} at {vote.cast_at:%Y-%m-%d %H:%M:%S} UTC"
-
-
-def _decided(d: DecisionRecord | None) -> str:
-    if d is None:
-        return "closed"
-    if d.status != "answered":
-        return f"{d.status.replace('_', ' ')} at {d.answered_at:%Y-%m-%d %H:%M:%S} UTC"
-    what = "approved" if isinstance(d.value, dict) and d.value.get("approved") else "rejected"
-    return f"{what} by {d.answered_by} at {d.answered_at:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _repeat_or_refuse(state: EventState, who: str, value: Any) -> Submission:
@@ -303,20 +288,18 @@ def _refuse_closed(state: EventState) -> None:
     if state.status is Status.ANSWERED and state.decision is not None:
         d = state.decision
         raise AlreadyAnswered(
-            f"event {state.keys.request_id!r} was already answered by {d.answered_by} "
-            f"at {d.answered_at:%Y-%m-%d %H:%M:%S} UTC; the first answer stands"
+            f"event {state.keys.request_id!r} was already {outcome_text(d)}; "
+            "the first answer stands"
         )
     if state.status is Status.CANCELLED and state.decision is not None:
-        d = state.decision
-        why = f": {d.comment}" if d.comment else ""
         raise EventCancelled(
-            f"event {state.keys.request_id!r} was cancelled by {d.answered_by} at "
-            f"{d.answered_at:%Y-%m-%d %H:%M:%S} UTC{why}; it no longer takes answers"
+            f"event {state.keys.request_id!r} was {outcome_text(state.decision)}; it no longer "
+            "takes answers"
         )
     if state.status in (Status.TIMED_OUT, Status.EXPIRED):
         raise EventExpired(
-            f"event {state.keys.request_id!r} expired at {state.event.deadline:%Y-%m-%d %H:%M:%S}"
-            " UTC and no longer takes answers"
+            f"event {state.keys.request_id!r} expired at {when(state.event.deadline)} and no "
+            "longer takes answers"
         )
 
 
@@ -326,20 +309,18 @@ def outcome(event: EventRecord, decision: DecisionRecord, spec: TypeSpec | None 
     type) makes the value the task's ``Enum`` member or model; without it, stored JSON
     types."""
     if decision.status == "cancelled":
-        why = f": {decision.comment}" if decision.comment else ""
         raise EventCancelled(
-            f"event {event.name!r} ({event.request_id}) was cancelled by "
-            f"{decision.answered_by} at {decision.answered_at:%Y-%m-%d %H:%M:%S} UTC{why}"
+            f"event {event.name!r} ({event.request_id}) was {outcome_text(decision)}"
         )
     if decision.status == "timed_out" and not decision.default_applied:
         raise EventTimeout(
             f"no answer to event {event.name!r} ({event.request_id}) by its deadline "
-            f"{event.deadline:%Y-%m-%d %H:%M:%S} UTC ({event.timeout_seconds:g}s)"
+            f"{when(event.deadline)} ({event.timeout_seconds:g}s)"
         )
     try:
         if spec is None:
             if event.answer_schema is None:
-                return codec_of(event.data_type, None).from_json(decision.value)
+                return answer_codec(event.data_type, None).from_json(decision.value)
             return decision.value
         value = spec.value(decision.value)
     except InvalidValue as exc:
@@ -364,6 +345,20 @@ def outcome(event: EventRecord, decision: DecisionRecord, spec: TypeSpec | None 
 def _clip(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def timeout_record(event: EventRecord, counted: _quorum.Tally | None = None) -> DecisionRecord:
+    """The timeout's terminal record; with the gate's ``default=`` applied, marked as such.
+    A quorum gate's lists the votes cast before the deadline."""
+    return DecisionRecord(
+        request_id=event.request_id,
+        status="timed_out",
+        answered_by="deadline",
+        via="timeout",
+        value=event.default if event.has_default else None,
+        default_applied=event.has_default,
+        votes=list(counted.votes) if counted is not None else None,
+    )
 
 
 def cancel(

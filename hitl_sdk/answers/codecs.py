@@ -1,9 +1,10 @@
-"""Value codecs: the one place that knows how a type is parsed, stored and described.
+"""Value codecs: how an answer is parsed, stored and described; the scalar ones live here.
 
 A codec turns what a person or client sent (form text or a JSON value) into the typed value,
 strictly: ``"ture"`` is not a bool and ``"1.5"`` is not an int. Stored answers hold the
-codec's JSON form, and ``from_json`` reads them back. Richer types (choices, pydantic models)
-plug in here later without touching the store, the SDK or the app.
+codec's JSON form, and ``from_json`` reads them back. ``int``, ``float``, ``str`` and ``bool``
+are here (``scalar_codec``); choices, approvals and models get a codec built from their stored
+JSON Schema in ``types`` (``answer_codec`` picks the right one for a stored gate).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ CODECS: dict[str, Codec[Any]] = {
 }
 
 
-def codec_for(data_type: object) -> Codec[Any]:
+def scalar_codec(data_type: object) -> Codec[Any]:
     """The codec for a Python type (``bool``) or its name (``"bool"``)."""
     if isinstance(data_type, str):
         codec = CODECS.get(data_type)

@@ -36,6 +36,7 @@ from ..storage.people import find_person, identity
 from ..storage.records import DecisionRecord, EventRecord
 from ..storage.store import Store
 from .evidence import heading
+from .words import verdict
 
 log = logging.getLogger("hitl")
 
@@ -143,20 +144,12 @@ def close_markers(event: EventRecord, decision: DecisionRecord) -> list[str]:
             "b": decision.answered_by[:80],
             "a": int(decision.answered_at.timestamp()),
             "d": decision.default_applied,
-            "v": _verdict(decision),
+            "v": verdict(decision),
         },
         "b",
         "v",
     )
     return [f"{_folder(a, event)}/x.{_pack(outcome)}" for a in audiences(event)]
-
-
-def _verdict(decision: DecisionRecord) -> str:
-    value = decision.value
-    if isinstance(value, dict) and "approved" in value:
-        return "approved" if value["approved"] else "rejected"
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
-    return text[:40]
 
 
 def mark(store: Store, keys: Iterable[str]) -> None:
@@ -199,7 +192,7 @@ def mark_closed(store: Store, event: EventRecord, decision: DecisionRecord) -> N
 
 
 @dataclass(frozen=True)
-class Entry:
+class IndexEntry:
     """One gate as the inbox lists it (from the index keys alone)."""
 
     request_id: str
@@ -216,7 +209,7 @@ class Entry:
         return self.closed is None and now < self.deadline
 
 
-def listing(store: Store, wanted: Iterable[str], now: datetime) -> list[Entry]:
+def listing(store: Store, wanted: Iterable[str], now: datetime) -> list[IndexEntry]:
     """The gates of these audiences whose deadline is ahead or within ``RECENT``: one LIST per
     audience (a page per 1,000 keys), no GETs. Sorted by deadline, most urgent first."""
     start = (now - RECENT).astimezone(timezone.utc)
@@ -233,7 +226,7 @@ def listing(store: Store, wanted: Iterable[str], now: datetime) -> list[Entry]:
                 item["open"] = _unpack(marker[2:])
             elif marker.startswith("x."):
                 item["closed"] = _unpack(marker[2:])
-    entries: list[Entry] = []
+    entries: list[IndexEntry] = []
     for request_id, item in found.items():
         summary = item.get("open")
         if summary is None:
@@ -253,7 +246,7 @@ def listing(store: Store, wanted: Iterable[str], now: datetime) -> list[Entry]:
                 "default_applied": bool(closed.get("d", False)),
             }
         entries.append(
-            Entry(
+            IndexEntry(
                 request_id=request_id,
                 title=str(summary.get("t") or request_id),
                 data_type=str(summary.get("k", "")),

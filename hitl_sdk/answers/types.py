@@ -4,9 +4,10 @@
 ``Literal[...]`` or an ``Enum`` (one choice), ``list[...]`` of those (several choices; bounds
 with ``Annotated[list[X], Field(min_length=1, max_length=2)]``) or ``hitl.Approval`` (approve
 or reject, with a reason). The event record stores the spec's name and schema, never Python
-code: the reviewer app renders the form from the schema and validates answers against it with
-``jsonschema``; the SDK validates the stored answer again with pydantic and returns the typed
-value (the ``Enum`` member, the literal, a list of them, an ``Approval``).
+code: the reviewer app renders the form from the schema and validates answers against it
+(``verdict``: jsonschema for the structure, pydantic-core for the leaves); the SDK validates the
+stored answer again with pydantic and returns the typed value (the ``Enum`` member, the literal,
+a list of them, an ``Approval``, the model).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from .._errors import ConfigError, InvalidValue
 from ..storage.records import VoteRecord
-from .codecs import CODECS, Codec, _show, check_text, codec_for
+from .codecs import CODECS, Codec, _show, check_text, scalar_codec
 from .verdict import check_model, hitl_rules, stored_json, validate
 
 SCHEMA_KINDS = ("choice", "choices", "approval", "model")
@@ -113,10 +114,10 @@ def approval_schema(require_reason: RequireReason = "reject") -> dict[str, Any]:
     return schema
 
 
-def spec_for(data_type: object, *, require_reason: RequireReason = "reject") -> TypeSpec:
+def type_spec(data_type: object, *, require_reason: RequireReason = "reject") -> TypeSpec:
     """The spec of a ``data_type``, or ``ConfigError`` saying what is supported."""
     if isinstance(data_type, type) and data_type in tuple(c.python_type for c in CODECS.values()):
-        codec = codec_for(data_type)
+        codec = scalar_codec(data_type)
         return TypeSpec(codec.name, None, codec.python_type)
     if data_type is Approval:
         return TypeSpec("approval", approval_schema(require_reason), Approval)
@@ -268,10 +269,10 @@ def _describe(prop: dict[str, Any]) -> str:
 # -- the app's side: parse and validate what a reviewer sent, from the stored schema ----------
 
 
-def codec_of(data_type: str, schema: dict[str, Any] | None) -> Codec[Any]:
+def answer_codec(data_type: str, schema: dict[str, Any] | None) -> Codec[Any]:
     """The codec of a stored event: a scalar's, or one validating against its schema."""
     if schema is None:
-        return codec_for(data_type)
+        return scalar_codec(data_type)
     return schema_codec(data_type, schema)
 
 

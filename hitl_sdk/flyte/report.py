@@ -8,6 +8,9 @@ task always has), so plain scripts pay nothing. Inside a Flyte task:
 - In a task with ``report=True`` each gate gets a panel in the report's "Human input" tab: the
   prompt, the form link, a ready ``curl`` line for the JSON API and the state, updated when the
   answer (or the deadline) arrives. Other content of the report is left as the task wrote it.
+
+The integration listens to the gate's lifecycle (``on_opened``, ``on_closed``) and names the run
+(``run_name``, a run source of ``_config``); the core never imports it.
 """
 
 from __future__ import annotations
@@ -15,16 +18,24 @@ from __future__ import annotations
 import asyncio
 import html
 import inspect
-import json
 import logging
-import shlex
 import sys
+import weakref
+from collections.abc import Awaitable
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .._event import Event
-    from ..storage.records import DecisionRecord
+from .._lifecycle import Closed, Gate, Opened
+from ..answers import (
+    answer_codec,
+    curl_line,
+    details_html,
+    outcome_parts,
+    prompt_html,
+    value_json,
+    when,
+)
+from ..storage import DecisionRecord
 
 log = logging.getLogger("hitl")
 
@@ -109,58 +120,24 @@ def report_enabled(frame: FrameType | None = None) -> bool | None:
 # -- the gate's panel ---------------------------------------------------------------------------
 
 
-def _utc(moment: Any) -> str:
-    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
-
-
-def curl_command(event: Event[Any]) -> str:
-    """A ready ``curl`` line answering ``event`` through the JSON API (replace VALUE)."""
-    body = json.dumps(
-        {
-            "request_id": event.request_id,
-            "token": event.token,
-            "value": "VALUE",
-            "data_type": event._record.data_type,
-        }
-    )
-    return (
-        f"curl -X POST {shlex.quote(event.api_url)} "
-        "-H 'Content-Type: application/json' "
-        f"-d {shlex.quote(body)}"
-    )
-
-
-def _state_html(event: Event[Any], decision: DecisionRecord | None) -> str:
+def _state_html(gate: Gate, decision: DecisionRecord | None) -> str:
     if decision is None:
         return (
             '<p data-hitl-state="pending"><strong>Waiting for an answer</strong> until '
-            f"{html.escape(_utc(event.deadline))}.</p>"
+            f"{html.escape(when(gate.record.deadline))}.</p>"
         )
-    if decision.status == "cancelled":
-        why = f": {html.escape(decision.comment)}" if decision.comment else "."
+    label, rest = outcome_parts(decision)
+    if decision.status != "answered":
         return (
-            '<p data-hitl-state="cancelled"><strong>Cancelled</strong> by '
-            f"{html.escape(decision.answered_by)} at "
-            f"{html.escape(_utc(decision.answered_at))}{why}</p>"
-        )
-    if decision.status == "timed_out" and decision.default_applied:
-        return (
-            '<p data-hitl-state="timed_out"><strong>Timed out</strong>: no answer by '
-            f"{html.escape(_utc(event.deadline))}; the default applies: "
-            f"<code>{html.escape(json.dumps(decision.value))}</code>.</p>"
-        )
-    if decision.status == "timed_out":
-        return (
-            '<p data-hitl-state="timed_out"><strong>Timed out</strong>: no answer by '
-            f"{html.escape(_utc(event.deadline))}.</p>"
+            f'<p data-hitl-state="{decision.status}"><strong>{label}</strong> '
+            f"{html.escape(rest)}.</p>"
         )
     comment = (
         f"<br>Comment: {html.escape(decision.comment)}" if decision.comment is not None else ""
     )
     return (
-        '<p data-hitl-state="answered"><strong>Answered</strong>: '
-        f"<code>{html.escape(json.dumps(decision.value))}</code> "
-        f"by {html.escape(decision.answered_by)} at {html.escape(_utc(decision.answered_at))} "
+        f'<p data-hitl-state="answered"><strong>{label}</strong>: '
+        f"<code>{html.escape(value_json(decision.value))}</code> {html.escape(rest)} "
         f"(via {html.escape(decision.via)}).{comment}</p>"
     )
 
@@ -185,34 +162,37 @@ PANEL_STYLE = (
 )
 
 
-def panel_html(event: Event[Any], decision: DecisionRecord | None = None) -> str:
-    """The report panel of one gate: prompt, state, form link and JSON API call, all escaped."""
-    from ..answers.types import codec_of
+class _HasGate(Protocol):
+    gate: Gate
 
-    hint = codec_of(event._record.data_type, event._record.answer_schema).hint
-    link = html.escape(event.form_url)
-    request_id = html.escape(event.request_id)
-    from ..answers.evidence import details_html, prompt_html
 
-    record = event._record
+def panel_html(source: Gate | _HasGate, decision: DecisionRecord | None = None) -> str:
+    """The report panel of one gate (a ``Gate``, or an ``Event``): prompt, state, form link
+    and JSON API call, all escaped."""
+    gate = source if isinstance(source, Gate) else source.gate
+    record = gate.record
+    hint = answer_codec(record.data_type, record.answer_schema).hint
+    link = html.escape(gate.form_url)
+    request_id = html.escape(record.request_id)
     evidence = details_html(record.details, record.prompt_format)
+    curl = curl_line(gate.api_url, record.request_id, gate.token, "VALUE", record.data_type)
     # A closed gate's link and curl line would only lead to "already answered": drop them.
     answer_here = (
         f'<p>Form: <a class="hitl-form-link" href="{link}" target="_blank" '
         f'rel="noopener noreferrer">{link}</a></p>'
-        f"<p>JSON API (VALUE is a {html.escape(event._record.data_type)}: "
+        f"<p>JSON API (VALUE is a {html.escape(record.data_type)}: "
         f"{html.escape(hint)}):</p>"
-        f'<pre class="hitl-curl">{html.escape(curl_command(event))}</pre>'
+        f'<pre class="hitl-curl">{html.escape(curl)}</pre>'
         if decision is None
         else ""
     )
     return (
         f'<section class="hitl-gate" data-hitl-request="{request_id}">'
         f"<style>{PANEL_STYLE}</style>"
-        f"<h3>Human input: {html.escape(record.title or event.name)}</h3>"
+        f"<h3>Human input: {html.escape(record.title or record.name)}</h3>"
         f'<div class="hitl-prompt">{prompt_html(record.prompt, record.prompt_format)}</div>'
         f"{evidence}"
-        f"{_state_html(event, decision)}"
+        f"{_state_html(gate, decision)}"
         f"{answer_here}"
         f"<p>Request id: <code>{request_id}</code></p>"
         "</section>"
@@ -278,6 +258,38 @@ class ReportPanel:
             await flyte.report.flush.aio()
         except Exception as exc:
             log.warning("hitl: could not write the Flyte task report: %s", exc)
+
+
+# -- the gate's lifecycle listener -------------------------------------------------------------
+
+# Each gate's panel, from the moment it opened in a report task until this process forgets it.
+_panels: weakref.WeakKeyDictionary[Gate, ReportPanel] = weakref.WeakKeyDictionary()
+
+
+def _write(panel: ReportPanel, in_loop: bool) -> Awaitable[None] | None:
+    if in_loop:
+        return panel.flush_aio()
+    panel.flush()  # skipped inside a running loop: the .aio caller awaits flush_aio
+    return None
+
+
+def on_opened(change: Opened) -> Awaitable[None] | None:
+    """A gate opened in a Flyte task with a report: its panel, written out."""
+    panel = ReportPanel.for_current_task(change.gate.record.request_id)
+    if panel is None:
+        return None
+    _panels[change.gate] = panel
+    panel.show(panel_html(change.gate, change.decision))
+    return _write(panel, change.in_loop)
+
+
+def on_closed(change: Closed) -> Awaitable[None] | None:
+    """The gate closed: its panel shows how (who, what, when)."""
+    panel = _panels.get(change.gate)
+    if panel is None:
+        return None
+    panel.show(panel_html(change.gate, change.decision))
+    return _write(panel, change.in_loop)
 
 
 # -- hitl.env -----------------------------------------------------------------------------------
