@@ -251,6 +251,20 @@ def test_reopening_a_timed_out_gate_says_it_timed_out(
         again.wait()
 
 
+def test_reopening_a_cancelled_gate_says_it_was_cancelled(
+    file_store: str, logs: pytest.LogCaptureFixture
+) -> None:
+    hitl.new_event("dropped", bool).cancel("superseded", by="ops")
+    logs.clear()
+    again = hitl.new_event("dropped", bool)
+    assert again.closed
+    said = [r.getMessage() for r in logs.records if "already closed" in r.getMessage()]
+    assert said and "cancelled by ops" in said[0] and "superseded" in said[0], said
+    assert "timed out" not in said[0]
+    with pytest.raises(hitl.EventCancelled):
+        again.wait()
+
+
 def test_reopening_an_open_gate_still_mints_a_fresh_link(file_store: str) -> None:
     first = hitl.new_event("open", bool)
     again = hitl.new_event("open", bool)
