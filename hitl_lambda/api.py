@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict
 
 from hitl_sdk import answers
 from hitl_sdk.answers import (
+    WELL_KNOWN,
+    AppKeys,
     Submission,
     decision_json,
     quorum_json,
@@ -38,12 +40,17 @@ class JsonAnswer(BaseModel):
     response_path: Any = None
 
 
-def install(app: FastAPI, store: Store) -> None:
+def install(app: FastAPI, store: Store, keys: AppKeys) -> None:
     """Add these routes to ``app``."""
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get(WELL_KNOWN)
+    async def published_keys() -> dict[str, Any]:
+        """The public keys whose signatures make a person's answer (``answers.seal``)."""
+        return (await blocking(keys.keyring)).document()
 
     @app.post("/submit/json")
     async def submit_json(answer: JsonAnswer) -> dict[str, Any]:
@@ -59,6 +66,7 @@ def install(app: FastAPI, store: Store) -> None:
             comment=answer.comment,
             data_type=answer.data_type,
             reason=answer.reason,
+            seal=keys.seal(),
         )
         # A client's retry of the answer it gave (its first reply was lost) is no conflict.
         status = "already recorded" if done.repeated else "submitted"
@@ -72,9 +80,10 @@ def install(app: FastAPI, store: Store) -> None:
         return await blocking(status_of_gate, request_id, token)
 
     def status_of_gate(request_id: str, token: str) -> dict[str, Any]:
-        state = answers.load(store, request_id)
+        state = answers.load(store, request_id, trust=keys)
         answers.authorize(store, state, token)
-        return status_json(state.event, state.status.value, state.decision, tally_of(store, state))
+        counted = tally_of(store, state, keys)
+        return status_json(state.event, state.status.value, state.decision, counted)
 
 
 def _vote_json(done: Submission) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from fastapi import FastAPI
 
 from hitl_sdk import ConfigError
+from hitl_sdk.answers import AppKeys
 from hitl_sdk.storage import Store
 
 from . import api, forms, http_errors, pages
@@ -40,6 +41,7 @@ from .middleware import (
 )
 
 STORE_URL_VARIABLE = "HITL_STORE_URL"
+LAMBDA_VARIABLE = "AWS_LAMBDA_FUNCTION_NAME"
 
 
 def store_from_env(*, check: bool = True) -> Store:
@@ -58,12 +60,17 @@ def store_from_env(*, check: bool = True) -> Store:
 
 
 def create_app(
-    store: Store | str | None = None, *, oidc: OidcSettings | str | None = "env"
+    store: Store | str | None = None,
+    *,
+    oidc: OidcSettings | str | None = "env",
+    keys: AppKeys | None = None,
 ) -> FastAPI:
     """The reviewer app over ``store`` (a ``Store``, or a store URL); without one, over
     ``HITL_STORE_URL`` (checked now). ``oidc``: the sign-in settings that turn on the inbox;
     by default read from the environment (``HITL_OIDC_ISSUER`` and the rest, see
-    ``hitl_lambda.auth``); ``None``: off.
+    ``hitl_lambda.auth``); ``None``: off. ``keys``: what the app signs people's answers with;
+    by default from the environment (``HITL_SIGNING_KEY``, ``HITL_SIGNING_SECRET_ARN``), else
+    this machine's key, except on Lambda, where a missing key is a ``ConfigError`` at once.
 
     Raises ``ConfigError`` if ``HITL_STORE_URL`` (or a sign-in setting) is missing or malformed
     and a ``StorageError`` subclass (``StoreNotFound``, ``StoreAccessDenied``) if it is
@@ -71,6 +78,8 @@ def create_app(
     """
     settings = OidcSettings.from_env() if oidc == "env" else oidc
     assert settings is None or isinstance(settings, OidcSettings)
+    if keys is None:  # loaded on first use: the cold start reads no secret
+        keys = AppKeys(local=store is not None or LAMBDA_VARIABLE not in os.environ)
     checked: Future[None] | None = None
     if isinstance(store, str):
         store = Store(store, for_requests=True)
@@ -95,13 +104,14 @@ def create_app(
     app.add_middleware(StorageDeadline)
     app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders)
-    api.install(app, store)
-    forms.install(app, store)
+    app.state.keys = keys
+    api.install(app, store, keys)
+    forms.install(app, store, keys)
     if settings is not None:
         from . import inbox, signin  # only where sign-in is deployed
 
         signin.install(app, settings)
-        inbox.install(app, store, settings)
+        inbox.install(app, store, keys, settings)
     pages.preload()
     if checked is not None:
         checked.result()  # the check's error, if any, is the cold start's

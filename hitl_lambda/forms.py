@@ -12,6 +12,7 @@ from fastapi import FastAPI, Query, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from hitl_sdk import AlreadyAnswered, EventCancelled, EventExpired, InvalidValue, answers
+from hitl_sdk.answers import AppKeys
 from hitl_sdk.storage import Status, Store, same_person
 
 from . import http_errors, pages
@@ -26,7 +27,7 @@ from .views import (
 )
 
 
-def install(app: FastAPI, store: Store) -> None:
+def install(app: FastAPI, store: Store, keys: AppKeys) -> None:
     """Add these routes to ``app``."""
 
     @app.get("/form/{request_id}", response_class=HTMLResponse)
@@ -36,7 +37,7 @@ def install(app: FastAPI, store: Store) -> None:
         return await blocking(form, request, request_id, token, done)
 
     def form(request: Request, request_id: str, token: str, done: str = "") -> Response:
-        state = answers.load(store, request_id)
+        state = answers.load(store, request_id, trust=keys)
         reviewer = answers.authorize(store, state, token)
         d = state.decision
         if done and d is not None and d.status == "answered":
@@ -56,7 +57,7 @@ def install(app: FastAPI, store: Store) -> None:
         if state.status is not Status.PENDING:
             return closed_page(request, state)
         return form_page(
-            request, state, token, reviewer, action="../submit", quorum=tally_of(store, state)
+            request, state, token, reviewer, action="../submit", quorum=tally_of(store, state, keys)
         )
 
     @app.post("/submit", response_class=HTMLResponse)
@@ -68,11 +69,18 @@ def install(app: FastAPI, store: Store) -> None:
         raw, comment, reason = raw_answer(fields)
         try:
             answers.submit(
-                store, request_id, raw, via="form", token=token, comment=comment, reason=reason
+                store,
+                request_id,
+                raw,
+                via="form",
+                token=token,
+                comment=comment,
+                reason=reason,
+                seal=keys.seal(),
             )
         except InvalidValue as exc:
             # The token was checked before the value: show the form again with the error.
-            state = answers.load(store, request_id)
+            state = answers.load(store, request_id, trust=keys)
             reviewer = answers.authorize(store, state, token)
             status, _ = http_errors.status_for(exc)
             return form_page(
@@ -80,7 +88,7 @@ def install(app: FastAPI, store: Store) -> None:
                 state,
                 token,
                 reviewer,
-                quorum=tally_of(store, state),
+                quorum=tally_of(store, state, keys),
                 action="submit",
                 error=str(exc),
                 value=raw,
@@ -90,9 +98,9 @@ def install(app: FastAPI, store: Store) -> None:
             )
         except AlreadyAnswered as exc:
             status, _ = http_errors.status_for(exc)
-            return answered_page(request, answers.load(store, request_id), status)
+            return answered_page(request, answers.load(store, request_id, trust=keys), status)
         except (EventExpired, EventCancelled):
-            return closed_page(request, answers.load(store, request_id))
+            return closed_page(request, answers.load(store, request_id, trust=keys))
         # 303 to the result page: a refresh there shows the answer, it does not post again.
         # Relative, so a stage prefix (/prod/submit -> /prod/form/...) keeps working.
         query = urlencode({"token": token, "done": "1"})

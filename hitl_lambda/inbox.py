@@ -30,6 +30,7 @@ from hitl_sdk import (
     answers,
 )
 from hitl_sdk.answers import (
+    AppKeys,
     EventState,
     IndexEntry,
     index_text,
@@ -67,7 +68,7 @@ URGENT_SECONDS = 3600
 NOT_SIGNED_IN = {"error": "not_signed_in", "detail": "sign in first: GET /login", "status": 401}
 
 
-def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
+def install(app: FastAPI, store: Store, keys: AppKeys, settings: OidcSettings) -> None:
     """Add these routes to ``app``."""
     anyone = settings.unnamed
 
@@ -191,7 +192,7 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
         return name
 
     def gate_page(request: Request, p: Person, request_id: str, **shown: Any) -> Response:
-        state = answers.load(store, request_id)
+        state = answers.load(store, request_id, trust=keys)
         as_whom = reviewer(state, p)
         if state.status is Status.ANSWERED:
             return answered_page(request, state, **context(request, p))
@@ -203,7 +204,7 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
             "",
             as_whom,
             action=f"{root_path(request)}inbox/gate/{quote(state.keys.request_id, safe='')}",
-            quorum=tally_of(store, state),
+            quorum=tally_of(store, state, keys),
             csrf=csrf_token(settings, p),
             extra=context(request, p),
             **shown,
@@ -225,7 +226,7 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
     def gate_post(
         request: Request, p: Person, request_id: str, fields: dict[str, list[str]]
     ) -> Response:
-        state = answers.load(store, request_id)
+        state = answers.load(store, request_id, trust=keys)
         as_whom = reviewer(state, p)
         raw, comment, reason = raw_answer(fields)
         try:
@@ -237,6 +238,7 @@ def install(app: FastAPI, store: Store, settings: OidcSettings) -> None:
                 operator=as_whom,
                 comment=comment,
                 reason=reason,
+                seal=keys.seal(),
             )
         except InvalidValue as exc:
             status, _ = http_errors.status_for(exc)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hitl_sdk import EventCancelled, EventExpired
-from hitl_sdk.answers import EventState, FormFields, Tally, answer_codec, read_votes, tally
+from hitl_sdk.answers import EventState, FormFields, KeySource, Tally, answer_codec, counted_votes
 from hitl_sdk.storage import LINK_HOLDER, Status, Store
 
 from . import http_errors, pages
@@ -61,11 +61,12 @@ def raw_answer(
     return raw, comment, reason
 
 
-def tally_of(store: Store, state: EventState) -> Tally | None:
-    """An open quorum gate's votes so far (one LIST, then GETs of votes not read yet)."""
+def tally_of(store: Store, state: EventState, keys: KeySource) -> Tally | None:
+    """An open quorum gate's votes so far, those that count (one LIST, then GETs of votes not
+    read yet)."""
     if state.event.quorum is None or state.decision is not None:
         return None
-    return tally(state.event, read_votes(store, state.keys))
+    return counted_votes(store, state.event, keys)
 
 
 def form_page(

@@ -48,6 +48,7 @@ from ._errors import (
     StoreAccessDenied,
     StoreNotFound,
     TransientStorageError,
+    UnverifiedRecord,
 )
 from .answers.codecs import CODECS
 from .answers.types import Approval
@@ -121,6 +122,7 @@ __all__ = [
     "StoreAccessDenied",
     "StoreNotFound",
     "TransientStorageError",
+    "UnverifiedRecord",
     "VoteRecord",
     "approve",
     "as_completed",

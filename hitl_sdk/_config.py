@@ -6,6 +6,9 @@
 - ``HITL_APP_URL``: the reviewer app's base URL. Default ``http://127.0.0.1:8787``.
 - ``HITL_RUN_ID``: the run that ``scope="run"`` means outside Flyte. Default: each process is
   its own run.
+- ``HITL_VERIFY_KEYS``: the public keys whose signatures make a person's answer (``ed25519:...``,
+  separated by spaces or commas). Default: the keys the app publishes at
+  ``<HITL_APP_URL>/.well-known/hitl-keys`` (see ``answers.keysource``).
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
+from .answers.keysource import Trust
+from .answers.seal import Keyring
 from .storage.store import Store, normalize_store_url
 
 if TYPE_CHECKING:
@@ -49,6 +54,7 @@ class Settings:
     app_url: str
     run_id: str | None
     notify: str | None = None  # HITL_NOTIFY: apprise URLs every gate notifies by default
+    verify_keys: str | None = None  # HITL_VERIFY_KEYS: pinned public keys (else fetched)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,11 +63,19 @@ class Settings:
             app_url=_check_app_url(os.environ.get("HITL_APP_URL") or DEFAULT_APP_URL),
             run_id=os.environ.get("HITL_RUN_ID") or None,
             notify=os.environ.get("HITL_NOTIFY") or None,
+            verify_keys=_check_keys(os.environ.get("HITL_VERIFY_KEYS") or None),
         )
+
+
+def _check_keys(text: str | None) -> str | None:
+    if text is not None:
+        Keyring.parse(text)  # ConfigError naming the malformed key, at first use
+    return text
 
 
 _lock = threading.Lock()
 _settings: Settings | None = None
+_trust: Trust | None = None
 _store: Store | None = None
 _fs: fsspec.AbstractFileSystem | None = None
 
@@ -95,6 +109,19 @@ def add_run_source(source: Callable[[], str | None]) -> None:
         _run_sources.append(source)
 
 
+def trust() -> Trust:
+    """The keys this process trusts (pinned, or the app's published ones), built once."""
+    global _trust
+    current = settings()
+    with _lock:
+        if _trust is None or (_trust.app_url, _trust.pinned_text) != (
+            current.app_url,
+            current.verify_keys,
+        ):
+            _trust = Trust(current.app_url, current.verify_keys)
+        return _trust
+
+
 def run_id() -> str:
     """The run ``scope="run"`` means: an integration's (a Flyte run), else ``HITL_RUN_ID``,
     else this process."""
@@ -121,6 +148,7 @@ def configure(
     *,
     run_id: str | None = None,
     fs: fsspec.AbstractFileSystem | None = None,
+    verify_keys: str | Sequence[str] | None = None,
 ) -> None:
     """Override settings in code; arguments left as None keep their current value.
 
@@ -129,7 +157,11 @@ def configure(
         hitl.configure(store_url="s3://my-hitl-bucket/events",
                        app_url="https://abc123.execute-api.eu-west-1.amazonaws.com")
 
-    Raises ``ConfigError`` for a malformed URL. ``fs`` injects an fsspec filesystem (tests).
+    ``verify_keys``: the public keys whose signatures make a person's answer
+    (``ed25519:...``), instead of those the app publishes.
+
+    Raises ``ConfigError`` for a malformed URL or key. ``fs`` injects an fsspec filesystem
+    (tests).
     """
     global _settings, _store, _fs
     current = settings()
@@ -140,6 +172,11 @@ def configure(
         store_url=store_url if store_url is not None else current.store_url,
         app_url=_check_app_url(app_url) if app_url is not None else current.app_url,
         run_id=run_id if run_id is not None else current.run_id,
+        verify_keys=(
+            _check_keys(verify_keys if isinstance(verify_keys, str) else " ".join(verify_keys))
+            if verify_keys is not None
+            else current.verify_keys
+        ),
     )
     with _lock:
         _settings = updated
@@ -150,6 +187,6 @@ def configure(
 
 def reset() -> None:
     """Forget configured settings; the environment is read again at next use (tests)."""
-    global _settings, _store, _fs
+    global _settings, _store, _fs, _trust
     with _lock:
-        _settings = _store = _fs = None
+        _settings = _store = _fs = _trust = None

@@ -22,6 +22,8 @@ working for code written against ``flyteplugins-hitl``::
         ├── StoreAccessDenied             credentials do not allow the operation
         ├── KeyExists(FileExistsError)    exclusive create refused: the object exists
         ├── CorruptRecord                 an object holds no valid record (truncated, foreign)
+        │   └── UnverifiedRecord          a person's answer no trusted key signed (a forgery,
+        │                                 an early timeout, votes that do not add up)
         └── TransientStorageError         throttling, a dropped connection: try again
 
 Backend errors (botocore, OS) are translated at the storage boundary with ``raise ... from``;
@@ -119,3 +121,10 @@ class CorruptRecord(StorageError):
 
 class TransientStorageError(StorageError):
     """A passing failure (throttling, network); the same call may succeed later."""
+
+
+class UnverifiedRecord(CorruptRecord):
+    """A record where a person's decision belongs that does not count: no trusted key signed
+    it, its signature is for another gate or question, its votes do not make it, or it is a
+    timeout before the deadline. Never returned as an answer; the gate stays open for its
+    reviewers (``answers.trust``)."""

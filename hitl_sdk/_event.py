@@ -51,7 +51,8 @@ def watch_all(events: Sequence[Event[Any]]) -> list[Future[DecisionRecord]]:
         futures.append(done)
     for gates in open_gates.values():
         store = gates[0][1]._store
-        watched = poller().watch_many(store, [gate._record for _, gate in gates])
+        trust = _config.trust()
+        watched = poller().watch_many(store, [gate._record for _, gate in gates], trust)
         for (index, gate), future in zip(gates, watched, strict=True):
             future.add_done_callback(gate._remember)
             futures[index] = future
@@ -153,7 +154,9 @@ class Event(Generic[T]):
         ``wait()`` raises ``EventCancelled``. ``AlreadyAnswered`` (or ``EventExpired``) if it
         was closed first; cancelling it again is no error."""
         who = by or _config.operator_name()
-        record = cancel(self._store, self.request_id, by=who, reason=reason, via="sdk")
+        record = cancel(
+            self._store, self.request_id, by=who, reason=reason, via="sdk", keys=_config.trust()
+        )
         self._decided = record
 
     @property

@@ -13,12 +13,27 @@ from typing import Any, TypeVar, overload
 from typing_extensions import Unpack
 
 from . import _config, _lifecycle
-from ._errors import ConfigError, KeyExists, QuestionChanged, StorageError, TransientStorageError
+from ._errors import (
+    ConfigError,
+    KeyExists,
+    QuestionChanged,
+    StorageError,
+    TransientStorageError,
+    UnverifiedRecord,
+)
 from ._event import Event
 from ._planning import GATE_OPTIONS, GateOptions, Opening, plan
 from ._poller import backoff_seconds
-from .answers import DEFAULT_PROMPT, details_text, mark_open
-from .storage import DecisionRecord, EventKeys, EventRecord, GrantRecord, Store, token_digest
+from .answers import DEFAULT_PROMPT, details_text, mark_open, standing
+from .storage import (
+    DecisionRecord,
+    EventKeys,
+    EventRecord,
+    GrantRecord,
+    Store,
+    token_digest,
+    utcnow,
+)
 
 log = logging.getLogger("hitl")
 
@@ -102,6 +117,12 @@ def _open_once(store: Store, opening: Opening) -> tuple[EventRecord, DecisionRec
         raise StorageError(f"event {wanted.request_id} exists but could not be read back")
     _refuse_foreign(existing, wanted)
     decision = store.get_decision(keys)
+    if decision is not None:
+        try:  # what closed the gate, if it counts; a record that does not leaves it open
+            decision = standing(store, existing, decision, _config.trust(), utcnow())
+        except UnverifiedRecord as exc:
+            log.error("hitl: gate %r: %s", existing.name, exc)
+            decision = None
     if decision is None:
         for reviewer, token in opening.tokens.items():
             grant = GrantRecord(request_id=existing.request_id, reviewer=reviewer)

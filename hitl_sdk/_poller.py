@@ -28,15 +28,18 @@ from dataclasses import dataclass, field
 from . import _notify
 from ._errors import HitlError, TransientStorageError
 from .answers import (
+    KeySource,
     Tally,
-    first_decision,
+    check_vote,
     mark_closed,
     marked_by_closer,
     read_votes,
-    settle,
+    standing,
     tally,
     timeout_record,
+    write_decision,
 )
+from .answers.quorum import decision_for
 from .storage import DecisionRecord, EventKeys, EventRecord, Store
 from .storage.records import utcnow
 
@@ -69,6 +72,7 @@ class _Watch:
     store: Store
     event: EventRecord
     keys: EventKeys
+    trust: KeySource
     future: Future[DecisionRecord] = field(default_factory=Future)
 
     def due(self) -> bool:
@@ -97,13 +101,16 @@ class Poller:
         #: LIST requests made, one per run per cycle (tests and benchmarks read it)
         self.lists = 0
 
-    def watch(self, store: Store, event: EventRecord) -> Future[DecisionRecord]:
-        """A future that resolves to the gate's terminal decision (or its error)."""
-        return self.watch_many(store, [event])[0]
+    def watch(self, store: Store, event: EventRecord, trust: KeySource) -> Future[DecisionRecord]:
+        """A future that resolves to the gate's terminal decision (or its error): a decision
+        that counts under ``trust`` (``answers.trust``), never one that does not."""
+        return self.watch_many(store, [event], trust)[0]
 
-    def watch_many(self, store: Store, events: list[EventRecord]) -> list[Future[DecisionRecord]]:
+    def watch_many(
+        self, store: Store, events: list[EventRecord], trust: KeySource
+    ) -> list[Future[DecisionRecord]]:
         """``watch`` for many gates at once: the poller wakes once for all of them."""
-        watches = [_Watch(store, e, EventKeys.parse(e.request_id)) for e in events]
+        watches = [_Watch(store, e, EventKeys.parse(e.request_id), trust) for e in events]
         with self._lock:
             for watch in watches:
                 self._runs.setdefault((id(store), watch.keys.run_key), _Run()).watches.append(watch)
@@ -206,10 +213,14 @@ class Poller:
             return {}
         names = store.run_vote_names(run_key)
         self.lists += 1
-        return {
-            w: tally(w.event, read_votes(store, w.keys, names.get(w.keys.event_key, [])))
-            for w in open_quorums
-        }
+        counted = {}
+        for w in open_quorums:
+            votes = read_votes(store, w.keys, names.get(w.keys.event_key, []))
+            keyring = w.trust.keyring(*(v.key_id for v in votes))
+            # Only votes a trusted key signed for this gate and question count.
+            trusted = [v for v in votes if check_vote(w.event, v, keyring) is None]
+            counted[w] = tally(w.event, trusted)
+        return counted
 
     def _check(
         self,
@@ -219,15 +230,19 @@ class Poller:
         tallies: dict[_Watch, Tally],
     ) -> None:
         counted = tallies.get(watch)
+        store, event, trust = watch.store, watch.event, watch.trust
         try:
             decision = None
-            if watch.event.request_id in decided:
-                decision = watch.store.get_decision(watch.keys)
+            first = store.get_decision(watch.keys) if event.request_id in decided else None
+            if first is not None:  # the decision that counts, or UnverifiedRecord (never it)
+                decision = standing(store, event, first, trust, utcnow())
             elif counted is not None and counted.outcome != "pending":
                 # The votes decided it and nobody wrote the decision: this task does.
-                decision = settle(watch.store, watch.event, counted)
+                made = decision_for(event, counted)
+                decision = write_decision(store, event, made, trust, second_slot=False)
             elif watch.due():  # an answer that won the race stands instead
-                decision = first_decision(watch.store, timeout_record(watch.event, counted))
+                timeout = timeout_record(event, counted)
+                decision = write_decision(store, event, timeout, trust, second_slot=False)
         except TransientStorageError:
             raise  # the run backs off as a whole
         except HitlError as exc:  # a damaged record of this gate: this waiter learns it

@@ -14,9 +14,9 @@ through Mangum, not a server), downloaded by pip as binary wheels for the target
 sources (templates and static files included, tests excluded).
 
 What comes out: byte code caches of the wheels, their tests and C sources, console scripts
-and every botocore service model except S3's and STS's (the function only talks to S3; that
-is 90% of botocore's size). botocore itself stays: aiobotocore pins an exact botocore, so
-the Lambda runtime's own will not do.
+and every botocore service model except S3's, STS's and Secrets Manager's (the function talks
+to those only; that is 90% of botocore's size). botocore itself stays: aiobotocore pins an
+exact botocore, so the Lambda runtime's own will not do.
 
 When an interpreter of the target version is on PATH (``python3.12``), every module is then
 precompiled (``unchecked-hash``), because Lambda's read-only /var/task would make each cold
@@ -43,8 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("hitl_sdk", "hitl_lambda")
 # Installed by `hitl-gates[app]` but never imported by the function.
 NOT_ON_LAMBDA = {"uvicorn"}
-# botocore service models the function needs: S3 (the store) and STS (credential providers).
-BOTOCORE_SERVICES = {"s3", "sts"}
+# botocore service models the function needs: S3 (the store), STS (credential providers) and
+# Secrets Manager (its signing key, and the inbox's sign-in secrets).
+BOTOCORE_SERVICES = {"s3", "sts", "secretsmanager"}
 # Files no import reads: byte code (Lambda's file system is read-only, so it would never be
 # written either; see the benchmark for the cold-import cost) and C/Cython sources of wheels.
 SOURCE_ONLY = ("*.pyc", "*.pyx", "*.pxd", "*.c", "*.h")

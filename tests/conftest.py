@@ -8,8 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# CPython 3.11.7 can fail compile() run on two threads at once ("AST constructor recursion depth
+# mismatch"): pytest compiles (rewrites) modules on the main thread while a test's background
+# thread (the poller, the app's workers) imports a module for the first time. Import up front
+# what those threads would otherwise import lazily.
+import hypothesis  # noqa: F401  (the plugin imports it again at the end of the run)
 import pytest
 
+import hitl_lambda.app
+import hitl_lambda.inbox
+import hitl_lambda.signin  # noqa: F401
+import hitl_sdk._console
+import hitl_sdk._notify
+import hitl_sdk._opening
+import hitl_sdk.flyte  # noqa: F401
 from hitl_sdk import _config
 from hitl_sdk.storage.store import Store
 

@@ -167,13 +167,13 @@ def busy() -> Iterator[int]:
 def test_help_names_every_command_and_exit_code(env: dict[str, str]) -> None:
     result = run("--help", env=env)
     assert result.returncode == 0, result.stderr
-    for command in ("serve", "demo", "list", "show", "respond"):
+    for command in ("serve", "demo", "list", "show", "respond", "cancel", "audit", "keys"):
         assert command in result.stdout
     codes = dict(re.findall(r"^  (\d+) +(.+)$", result.stdout, re.MULTILINE))
     assert codes["3"] == "no event with that id"
     assert codes["4"] == "the value is not of the event's type"
     assert codes["5"].startswith("the event was already answered")
-    assert list(codes) == ["0", "1", "2", "3", "4", "5", "6", "7", "8", "130"]
+    assert list(codes) == ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "130"]
 
 
 def test_no_command_prints_the_help(env: dict[str, str]) -> None:
@@ -467,6 +467,11 @@ def test_respond_on_s3_through_the_console_script(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"answered {event.request_id}: true (by erin via cli" in result.stdout
+    # The operator's machine signed it; the task trusts that key only when told to.
+    with pytest.raises(hitl.UnverifiedRecord, match="not trusted"):
+        event.wait()
+    operator_key = run("keys", env=env).stdout.split()[0]
+    _config.configure(verify_keys=[operator_key])
     assert event.wait() is True
 
 

@@ -13,21 +13,26 @@ from hitl_sdk import answers, storage
 ROOT = Path(__file__).resolve().parent.parent
 
 ANSWERS = {
+    "WELL_KNOWN", "AppKeys", "KeySource", "Keyring", "LocalKeys", "PublicKey", "Refusal",
+    "Seal", "Signer", "Trust", "check_decision", "check_vote", "counted_votes",
+    "machine_key_path", "machine_signer", "shown", "standing", "trust_in_process",
+    "write_decision",
     "BOOL_WORDS", "CODECS", "DEFAULT_PROMPT", "MAX_COMMENT_CHARS", "PROMPT_FORMATS",
     "STATUS_FOR", "UNSET", "Approval", "Codec", "Details", "EventState", "FormFields",
     "IndexEntry", "PromptFormat", "QuorumSpec", "RequireReason", "Submission", "Tally",
     "TypeSpec", "answer_codec", "answer_json", "answer_text", "authorize", "cancel",
     "check_details", "check_text", "closed_message", "curl_line", "decided_text",
     "decision_json", "details_html", "details_text", "error_for_status", "field_kind",
-    "first_decision", "gate_json", "heading", "index_text", "listing", "load", "make_rule",
+    "gate_json", "heading", "index_text", "listing", "load", "make_rule",
     "mark_closed", "mark_open", "marked_by_closer", "outcome", "outcome_parts", "outcome_text",
     "person_audiences", "prompt_html", "quorum_json", "read_votes", "result_text",
-    "reviewer_for", "scalar_codec", "settle", "status_for", "status_json", "status_of",
+    "reviewer_for", "scalar_codec", "status_for", "status_json", "status_of",
     "submit", "tally", "timeout_record", "type_spec", "value_json", "verdict", "via_text",
     "vote_text", "voter", "voters", "votes_json", "when",
 }  # fmt: skip
 STORAGE = {
     "LINK_HOLDER", "DecisionRecord", "EventKeys", "EventRecord", "GrantRecord", "NoticeRecord",
+    "QuorumRule",
     "Status", "Store", "Via", "VoteRecord", "deadline", "find_person", "identity", "new_token",
     "normalize_store_url", "parse_store_url", "redact_tokens", "same_person", "token_digest",
     "utcnow",

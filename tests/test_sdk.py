@@ -111,12 +111,14 @@ def test_timeout_raises_and_writes_the_terminal_record(sdk_store: Store) -> None
 
 
 def test_answer_that_won_the_race_against_the_deadline_is_returned(sdk_store: Store) -> None:
-    """The app checked the deadline just before it passed; its write lands first."""
+    """The app checked the deadline just before it passed; its write (signed, as the app's
+    are) lands first."""
+    from hitl_sdk.answers import machine_signer
+
     event = hitl.new_event("race", int, timeout_seconds=0.2, poll_interval_seconds=10)
     time.sleep(0.3)
-    sdk_store.create_decision(
-        DecisionRecord(request_id=event.request_id, status="answered", value=5, via="form")
-    )
+    answer = DecisionRecord(request_id=event.request_id, status="answered", value=5, via="form")
+    sdk_store.create_decision(machine_signer().sign_decision(answer, event.gate.record.fingerprint))
     assert event.wait() == 5  # the timeout write lost cleanly and the answer is returned
     decision = sdk_store.get_decision(EventKeys.parse(event.request_id))
     assert decision is not None and decision.status == "answered"

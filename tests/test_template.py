@@ -40,11 +40,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 TASK_POLICY = ROOT / "infra" / "task-policy.json"
 PREFIX = "hitl"
+SIGNING_KEY_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hitl-signing"
 # Variables the SDK's settings read that the reviewer app must NOT have set, and why. The
 # app reads the store from HITL_STORE_URL; the others mean something only to a task.
 # Secrets the function reads from Secrets Manager (HITL_OIDC_SECRETS_ARN), never from its
 # environment; outside AWS (hitl serve) they may come as variables.
-SECRETS_NOT_IN_ENV = {"HITL_OIDC_CLIENT_SECRET", "HITL_SESSION_SECRET"}
+SECRETS_NOT_IN_ENV = {"HITL_OIDC_CLIENT_SECRET", "HITL_SESSION_SECRET", "HITL_SIGNING_KEY"}
 NOT_FOR_THE_FUNCTION = {
     # the run a task belongs to; the app serves every run's gates
     "HITL_RUN_ID",
@@ -53,6 +54,8 @@ NOT_FOR_THE_FUNCTION = {
     "HITL_APP_URL",
     # the channels a waiting *task* notifies (secrets of the task's own); the app sends nothing
     "HITL_NOTIFY",
+    # the public keys a *task* trusts; the app trusts its own (and publishes them)
+    "HITL_VERIFY_KEYS",
 }
 
 
@@ -114,6 +117,7 @@ def stack_names(bucket: str, prefix: str = PREFIX) -> dict[str, str]:
             if name not in ("Prefix",)
         },
         "OidcSecrets": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hitl-oidc",
+        "SigningKey": SIGNING_KEY_ARN,
     }
 
 
@@ -236,10 +240,13 @@ def allowed(policy: dict[str, Any], access: Access) -> bool:
 
 
 def grants(policy: dict[str, Any]) -> set[tuple[str, str, str | None]]:
-    """Every (Sid, resource, condition value) an Allow statement grants: each must be used."""
+    """Every (Sid, resource, condition value) an Allow statement grants on S3: each must be
+    used (the recorders see S3 requests; other services' grants have tests of their own)."""
     found: set[tuple[str, str, str | None]] = set()
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow", "a Deny in an identity policy hides a wrong grant"
+        if not all(str(a).startswith("s3:") for a in _as_list(statement["Action"])):
+            continue
         values = [
             v
             for tests in statement.get("Condition", {}).get("StringLike", {}).values()
@@ -554,6 +561,7 @@ def test_policies_cover_exactly_the_requests_the_code_sends(
     import hitl_sdk as hitl
     from hitl_lambda.app import create_app
     from hitl_sdk import _config
+    from hitl_sdk.storage import DecisionRecord
     from hitl_sdk.storage.store import Store
 
     task_rec, app_rec = recorders
@@ -601,6 +609,23 @@ def test_policies_cover_exactly_the_requests_the_code_sends(
     for event, status in calls:
         response = invoke(handler, event)
         assert response["statusCode"] == status, (event["rawPath"], response.get("body"))
+
+    def other_app() -> Any:
+        with app_rec.as_endpoint():
+            return Mangum(create_app(Store(store_url, for_requests=True)), lifespan="off")
+
+    # A task forges an answer to its own gate (its role may write decisions/, for timeouts):
+    # the app sets it aside and writes the reviewer's signed answer to signed/, which the
+    # task's role may read and never write; the task believes only that one.
+    forged = hitl.new_event("forged", data_type=bool, timeout_seconds=60, poll_interval_seconds=0.1)
+    planted = DecisionRecord(request_id=forged.request_id, status="answered", value=True, via="api")
+    with task_rec.as_endpoint():
+        _config.get_store().create_decision(planted)
+    real = json_post_event({"request_id": forged.request_id, "token": forged.token, "value": False})
+    assert invoke(handler, real)["statusCode"] == 200
+    assert forged.wait() is False
+    shown = apigw_event("GET", f"/form/{forged.request_id}", query={"token": forged.token})
+    assert invoke(other_app(), shown)["statusCode"] == 200  # an instance that reads signed/
 
     # The task reads the answer, and writes the timeout of the gate nobody answered.
     assert answered.wait() is True
@@ -743,6 +768,36 @@ def test_policies_deny_what_no_code_needs(who: str, what: str) -> None:
     resource = f"arn:aws:s3:::{bucket}" if key is None else f"arn:aws:s3:::{bucket}/{PREFIX}/{key}"
     resource = resource.replace(f"/{PREFIX}/../", "/")
     assert not allowed(policy, Access(action, resource, context)), what
+
+
+def test_only_the_function_reaches_the_signing_key_and_the_second_slot() -> None:
+    fn, task, task_json = (
+        function_policy("b"),
+        task_policy_from_template("b"),
+        task_policy_from_infra("b"),
+    )
+    read_key = Access("secretsmanager:GetSecretValue", SIGNING_KEY_ARN)
+    assert allowed(fn, read_key)
+    for policy in (task, task_json):
+        assert not allowed(policy, read_key)
+        assert not any(
+            not str(a).startswith("s3:")
+            for st in policy["Statement"]
+            for a in _as_list(st["Action"])
+        ), "the task's role reaches beyond S3"
+    create = (("s3:if-none-match", "*"),)
+    signed = f"arn:aws:s3:::b/{PREFIX}/runs/r/signed/e.json"
+    assert allowed(fn, Access("s3:PutObject", signed, create))
+    for policy in (task, task_json):
+        assert not allowed(policy, Access("s3:PutObject", signed, create))
+        assert allowed(policy, Access("s3:GetObject", signed))
+        for kind in ("votes", "signed"):
+            key = f"arn:aws:s3:::b/{PREFIX}/runs/r/{kind}/e/v.json"
+            assert not allowed(policy, Access("s3:PutObject", key, create)), kind
+    secret = load_template()["Resources"]["SigningKey"]["Properties"]["GenerateSecretString"]
+    assert secret["GenerateStringKey"] == "seed" and secret["PasswordLength"] >= 32
+    env = function_properties()["Environment"]["Variables"]
+    assert env["HITL_SIGNING_SECRET_ARN"] == {"Ref": "SigningKey"}
 
 
 def test_function_cannot_create_events_or_grants_and_task_cannot_read_grants() -> None:

@@ -94,15 +94,22 @@ def test_a_pattern_that_backtracks_in_pythons_re_answers_at_once(
 
 
 def test_a_stored_answer_that_does_not_fit_is_a_corrupt_record(s3_store: Store) -> None:
+    from hitl_sdk.answers import machine_signer
+
     gate = hitl.approve.open("deploy", "Ship?", poll_interval_seconds=0.1)
-    # A well-formed record whose value is a bool where an Approval belongs (a bug, a foreign
-    # writer): wait() names the record, never a raw pydantic error.
-    s3_store.create_decision(
-        DecisionRecord(request_id=gate.request_id, status="answered", value=True, via="api")
-    )
+    # A well-formed, signed record whose value is a bool where an Approval belongs (a bug):
+    # wait() names the record, never a raw pydantic error.
+    wrong = DecisionRecord(request_id=gate.request_id, status="answered", value=True, via="api")
+    s3_store.create_decision(machine_signer().sign_decision(wrong, gate.gate.record.fingerprint))
     with pytest.raises(hitl.CorruptRecord) as caught:
         gate.wait()
     assert "decisions/" in caught.value.key and "not a valid approval" in str(caught.value)
+    # Unsigned (a foreign writer), it does not even get that far: it does not count.
+    other = hitl.approve.open("deploy-2", "Ship?", poll_interval_seconds=0.1)
+    s3_store.create_decision(wrong.model_copy(update={"request_id": other.request_id}))
+    with pytest.raises(hitl.CorruptRecord) as refused:
+        other.wait()
+    assert isinstance(refused.value, hitl.UnverifiedRecord)
 
 
 def test_models_whose_checks_the_app_cannot_repeat_are_refused(s3_store: Store) -> None:

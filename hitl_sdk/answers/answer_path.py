@@ -46,6 +46,8 @@ from ..storage.store import Store
 from . import index as _inbox
 from . import quorum as _quorum
 from .codecs import Codec, check_text
+from .keysource import LocalKeys, Seal
+from .trust import KeySource, shown, trusted_votes, write_decision
 from .types import TypeSpec, answer_codec
 from .words import decided_text, outcome_text, vote_text, when
 
@@ -89,10 +91,17 @@ def status_of(event: EventRecord, decision: DecisionRecord | None, now: datetime
     return Status.EXPIRED if now >= event.deadline else Status.PENDING
 
 
-def load(store: Store, request_id: object, now: datetime | None = None) -> EventState:
+def load(
+    store: Store,
+    request_id: object,
+    now: datetime | None = None,
+    trust: KeySource | None = None,
+) -> EventState:
     """Read an event and its decision, both at once (one round trip of time, two requests;
     one request when the store has read the event before); ``EventNotFound`` for an unknown
-    or malformed id."""
+    or malformed id. The decision is the one that stands for a writer of answers
+    (``trust.shown``, judged with ``trust``; this machine's keys by default): a record that does not
+    count is set aside and the gate is open."""
     keys = EventKeys.parse(request_id)
     if store.knows_event(keys):  # the event from memory, the decision read here
         event, decision = store.get_event(keys), store.get_decision(keys)
@@ -103,7 +112,9 @@ def load(store: Store, request_id: object, now: datetime | None = None) -> Event
         decision = read.result()
     if event is None:
         raise EventNotFound(f"no event with id {keys.request_id!r}")
-    return EventState(keys, event, decision, status_of(event, decision, now or utcnow()))
+    now = now or utcnow()
+    decision = shown(store, event, decision, trust or LocalKeys(), now)
+    return EventState(keys, event, decision, status_of(event, decision, now))
 
 
 def _load_event(store: Store, request_id: object) -> tuple[EventKeys, EventRecord]:
@@ -114,15 +125,16 @@ def _load_event(store: Store, request_id: object) -> tuple[EventKeys, EventRecor
     return keys, event
 
 
-def _with_decision(
-    store: Store,
-    keys: EventKeys,
-    event: EventRecord,
-    known: object = None,
-    now: datetime | None = None,
-) -> EventState:
-    decision = known if isinstance(known, DecisionRecord) else store.get_decision(keys)
-    return EventState(keys, event, decision, status_of(event, decision, now or utcnow()))
+def _state(keys: EventKeys, event: EventRecord, decision: DecisionRecord | None) -> EventState:
+    return EventState(keys, event, decision, status_of(event, decision, utcnow()))
+
+
+def counted_votes(store: Store, event: EventRecord, keys: KeySource) -> _quorum.Tally:
+    """A quorum gate's tally from the votes that count (signed by a trusted key, for this gate
+    and question); the others are passed over."""
+    votes = _quorum.read(store, EventKeys.parse(event.request_id))
+    keyring = keys.keyring(*(v.key_id for v in votes))
+    return _quorum.tally(event, trusted_votes(event, votes, keyring))
 
 
 def authorize(store: Store, state: EventState, token: object) -> str:
@@ -152,9 +164,14 @@ def submit(
     comment: str | None = None,
     data_type: str | None = None,
     reason: str | None = None,
+    seal: Seal | None = None,
 ) -> Submission:
     """Answer an event once. The token is checked and names who answered, unless ``operator``
-    names a person with direct store access (the CLI), who needs no link.
+    names a person a channel vouches for (a signed-in reviewer, the CLI's operator).
+
+    The answer (or vote) is signed with ``seal``'s key (the reviewer app's; by default this
+    machine's) over the record, the gate and the question, so ``wait()`` can tell it from
+    anything the asking side could write itself.
 
     The same answer sent again by the same person (a retry after a lost reply) is not an
     error: it comes back as ``Submission(repeated=True)`` with the recorded decision.
@@ -182,10 +199,11 @@ def submit(
         check_text(comment, "the comment")
         if len(comment) > MAX_COMMENT_CHARS:
             raise InvalidValue(f"the comment is longer than {MAX_COMMENT_CHARS} characters")
+    seal = seal or Seal.local()
     if event.quorum is not None:
-        return _vote(store, keys, codec, who, raw_value, via)
+        return _vote(store, keys, codec, who, raw_value, via, seal)
     if pending.status is not Status.PENDING:  # past the deadline: closed either way
-        state = _with_decision(store, keys, event)
+        state = load(store, keys.request_id, trust=seal.keys)
         try:
             repeat = codec.to_json(codec.parse(raw_value))
         except InvalidValue:
@@ -203,10 +221,10 @@ def submit(
         via=via,
         comment=comment or None,
     )
-    try:
-        store.create_decision(record)
-    except KeyExists as exc:  # closed meanwhile: the store read back what stands
-        return _repeat_or_refuse(_with_decision(store, keys, event, exc.existing), who, value)
+    record = seal.signer().sign_decision(record, event.fingerprint)
+    stands = write_decision(store, event, record, seal.keys, second_slot=True)
+    if stands is not record:  # closed meanwhile: what stands was read back
+        return _repeat_or_refuse(_state(keys, event, stands), who, value)
     if via in _inbox.MARKED_BY_CLOSER:
         _inbox.mark_closed(store, event, record)
     return Submission(event, record)
@@ -221,11 +239,17 @@ def _refuse_own_request(event: EventRecord, who: str) -> None:
 
 
 def _vote(
-    store: Store, keys: EventKeys, codec: Codec[Any], who: str, raw_value: object, via: Via
+    store: Store,
+    keys: EventKeys,
+    codec: Codec[Any],
+    who: str,
+    raw_value: object,
+    via: Via,
+    seal: Seal,
 ) -> Submission:
     """A vote on a quorum gate: written once, then counted with every other vote; the vote
     that decides the gate (or the first to see it decided) writes the terminal decision."""
-    state = load(store, keys.request_id)  # the event is known: the decision is read
+    state = load(store, keys.request_id, trust=seal.keys)  # the event is known
     event = state.event
     if state.status is not Status.PENDING:
         d = state.decision
@@ -250,16 +274,18 @@ def _vote(
         reason=value.get("reason"),
         via=via,
     )
+    vote = seal.signer().sign_vote(vote, event.fingerprint)
     try:
         store.create_vote(vote)
     except KeyExists as exc:
         prior = exc.existing if isinstance(exc.existing, VoteRecord) else None
         said = vote_text(prior) if prior else f"{who} voted already"
         raise AlreadyVoted(f"{said}; each reviewer votes once and the first vote stands") from None
-    counted = _quorum.tally(event, _quorum.read(store, keys))
+    counted = counted_votes(store, event, seal.keys)
     if counted.outcome == "pending":
         return Submission(event, None, vote=vote, tally=counted)
-    decision = _quorum.settle(store, event, counted)
+    made = seal.signer().sign_decision(_quorum.decision_for(event, counted), event.fingerprint)
+    decision = write_decision(store, event, made, seal.keys, second_slot=True)
     if all(v.write_id != vote.write_id for v in decision.votes or ()):
         # Decided meanwhile (by another vote, or the waiting task) without this one.
         raise AlreadyAnswered(
@@ -362,30 +388,33 @@ def timeout_record(event: EventRecord, counted: _quorum.Tally | None = None) -> 
 
 
 def cancel(
-    store: Store, request_id: object, *, by: str, reason: str | None = None, via: Via = "cli"
+    store: Store,
+    request_id: object,
+    *,
+    by: str,
+    reason: str | None = None,
+    via: Via = "cli",
+    keys: KeySource | None = None,
 ) -> DecisionRecord:
-    """Close a gate with a terminal ``cancelled`` record (write-once, like every decision).
-    ``AlreadyAnswered`` / ``EventExpired`` / ``EventCancelled`` if it is closed already."""
-    keys, event = _load_event(store, request_id)
+    """Close a gate with a terminal ``cancelled`` record (write-once, like every decision; not
+    signed: a cancel only ever stops). ``AlreadyAnswered`` / ``EventExpired`` /
+    ``EventCancelled`` if it is closed already (judged with ``keys``)."""
+    event_keys, event = _load_event(store, request_id)
     if reason is not None:
         check_text(reason, "the reason")
         if len(reason) > MAX_COMMENT_CHARS:
             raise InvalidValue(f"the reason is longer than {MAX_COMMENT_CHARS} characters")
     record = DecisionRecord(
-        request_id=keys.request_id,
+        request_id=event_keys.request_id,
         status="cancelled",
         answered_by=by,
         via=via,
         comment=reason or None,
     )
-    try:
-        store.create_decision(record)
-    except KeyExists as exc:
-        state = _with_decision(store, keys, event, exc.existing)
-        d = state.decision
-        if d is not None and d.status == "cancelled" and same_person(d.answered_by, by):
-            return d  # a retry of this very cancel
-        _refuse_closed(state)
-        raise
+    stands = write_decision(store, event, record, keys or LocalKeys(), second_slot=False)
+    if stands is not record:
+        if stands.status == "cancelled" and same_person(stands.answered_by, by):
+            return stands  # a retry of this very cancel
+        _refuse_closed(_state(event_keys, event, stands))
     _inbox.mark_closed(store, event, record)
     return record

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from .._errors import ConfigError, KeyExists
+from .._errors import ConfigError
 from ..storage.keys import EventKeys
 from ..storage.people import find_person, identity, same_person
 from ..storage.records import DecisionRecord, EventRecord, QuorumRule, VoteRecord
@@ -192,27 +192,6 @@ def decision_for(event: EventRecord, counted: Tally) -> DecisionRecord:
         via=via,
         votes=votes,
     )
-
-
-def first_decision(store: Store, record: DecisionRecord) -> DecisionRecord:
-    """Write ``record`` with exclusive create: the decision that stands, this one or the one
-    that was written first (read back). Every writer of a decision goes through here."""
-    keys = EventKeys.parse(record.request_id)
-    try:
-        store.create_decision(record)
-    except KeyExists as exc:
-        found = exc.existing if isinstance(exc.existing, DecisionRecord) else None
-        stands = found or store.get_decision(keys)
-        if stands is None:
-            raise
-        return stands
-    return record
-
-
-def settle(store: Store, event: EventRecord, counted: Tally) -> DecisionRecord:
-    """The decision a decided tally makes, written once by whoever first sees it (the app right
-    after the deciding vote, or the waiting task's poller): the one that stands."""
-    return first_decision(store, decision_for(event, counted))
 
 
 def voters(event: EventRecord) -> set[str]:

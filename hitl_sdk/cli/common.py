@@ -20,10 +20,16 @@ from .._errors import (
     HitlError,
     InvalidValue,
     StorageError,
+    UnverifiedRecord,
 )
 from ..storage import Store, normalize_store_url
 from .server import AppStartError
 from .table import printable
+
+
+class AuditFailed(HitlError):
+    """``hitl audit`` found a person's answer that does not count."""
+
 
 # First match wins, so subclasses come before their bases.
 EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
@@ -34,8 +40,15 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (EventExpired, 6, "the event expired or timed out"),
     (EventCancelled, 6, "the event was cancelled"),
     (EventTimeout, 6, ""),
+    (UnverifiedRecord, 9, ""),
     (StorageError, 7, "the store cannot be reached (missing bucket, access denied, network)"),
     (AppStartError, 8, "the reviewer app cannot start (port in use, 'app' extra missing)"),
+    (
+        AuditFailed,
+        9,
+        "a person's answer does not count: unsigned, forged, signed by a key not "
+        "trusted, or bound to another question (hitl audit lists them)",
+    ),
     (HitlError, 1, "any other error"),
 )
 EXIT_INTERRUPTED = 130

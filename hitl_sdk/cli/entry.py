@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import HitlError
+from .audit import add_commands
 from .common import _EPILOG, EXIT_INTERRUPTED, complain, exit_code
 from .gates import cmd_cancel, cmd_list, cmd_respond, cmd_show
 from .local import cmd_demo, cmd_serve
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancelling.add_argument(
         "--as", dest="operator", metavar="NAME", help="who cancels (default: your login name)"
     )
+    add_commands(command)
     return parser
 
 

@@ -14,11 +14,13 @@ from .. import _config
 from .._errors import ConfigError, CorruptRecord, EventNotFound
 from ..answers import (
     EventState,
+    Seal,
     answer_codec,
     cancel,
     details_text,
     gate_json,
     load,
+    machine_signer,
     outcome_text,
     read_votes,
     result_text,
@@ -153,7 +155,7 @@ def _links_text(event: EventRecord, status: Status) -> str:
 
 def cmd_show(args: argparse.Namespace) -> int:
     store = open_store(args)
-    state = load(store, resolve_id(store, args.id))
+    state = load(store, resolve_id(store, args.id), trust=_config.trust())
     if args.json:
         say(json.dumps(_state_json(state), indent=1, ensure_ascii=False))
         return 0
@@ -243,6 +245,9 @@ def cmd_respond(args: argparse.Namespace) -> int:
         operator=_operator(args.operator),
         comment=args.comment,
         reason=args.reason,
+        # Signed with this machine's key: an operator's answer, which tasks trust when they
+        # trust this key (local mode, HITL_VERIFY_KEYS, or the app's HITL_OPERATOR_KEYS).
+        seal=Seal(lambda: machine_signer("operator"), _config.trust()),
     )
     record = done.record
     if done.vote is not None:
@@ -264,7 +269,11 @@ def cmd_respond(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     store = open_store(args)
     record = cancel(
-        store, resolve_id(store, args.id), by=_operator(args.operator), reason=args.reason
+        store,
+        resolve_id(store, args.id),
+        by=_operator(args.operator),
+        reason=args.reason,
+        keys=_config.trust(),
     )
     why = f": {record.comment}" if record.comment else ""
     say(

@@ -5,6 +5,8 @@ request (a page per 1,000 keys)::
 
     runs/<run-key>/events/<event-key>.json           event record (write once)
     runs/<run-key>/decisions/<event-key>.json        terminal decision record (write once)
+    runs/<run-key>/signed/<event-key>.json           a signed answer, when the decision slot
+                                                     holds a record that does not count (once)
     runs/<run-key>/grants/<event-key>/<digest>.json  extra link tokens (write once)
     runs/<run-key>/notices/<event-key>/<name>.json   reminders and escalations sent (write once)
     runs/<run-key>/votes/<event-key>/<voter>.json     a quorum gate's votes (write once each)
@@ -67,6 +69,13 @@ class EventKeys:
     @property
     def decision(self) -> str:
         return f"{run_prefix(self.run_key)}/decisions/{self.event_key}.json"
+
+    @property
+    def signed_decision(self) -> str:
+        """The second slot: a person's signed answer, written by the reviewer app only when the
+        first holds a record that does not count (``answers.trust``). A folder of its own, so
+        IAM can let the app write it and the task only read it."""
+        return f"{run_prefix(self.run_key)}/signed/{self.event_key}.json"
 
     def grant(self, digest: str) -> str:
         return f"{run_prefix(self.run_key)}/grants/{self.event_key}/{digest}.json"

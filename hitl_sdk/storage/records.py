@@ -123,6 +123,9 @@ class VoteRecord(_Record):
     reason: str | None = None
     cast_at: datetime = Field(default_factory=utcnow)
     via: Via
+    # Signed by the reviewer app (``answers.seal``): the key's id and the signature.
+    key_id: str | None = None
+    signature: str | None = None
 
 
 class DecisionRecord(_Record):
@@ -141,6 +144,11 @@ class DecisionRecord(_Record):
     comment: str | None = None
     # A quorum gate's decision: the votes it was made from (copies of the vote records).
     votes: list[VoteRecord] | None = None
+    # A person's answer is signed by the reviewer app (or an operator's key): the key's id and
+    # the signature over the record, the gate and the question (``answers.seal``). Timeouts
+    # and cancels, which the waiting task writes, carry none.
+    key_id: str | None = None
+    signature: str | None = None
 
 
 class NoticeRecord(_Record):

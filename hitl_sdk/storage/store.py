@@ -30,7 +30,14 @@ from .._errors import (
     StoreNotFound,
     TransientStorageError,
 )
-from .keys import KEY_PART_RE, REQUEST_ID_RE, EventKeys, decisions_prefix, run_prefix, votes_prefix
+from .keys import (
+    KEY_PART_RE,
+    REQUEST_ID_RE,
+    EventKeys,
+    decisions_prefix,
+    run_prefix,
+    votes_prefix,
+)
 from .objects import REQUEST_S3_CONFIG, FsspecObjects, Objects, S3Objects, is_missing_bucket
 from .records import DecisionRecord, EventRecord, GrantRecord, NoticeRecord, VoteRecord, _Record
 
@@ -185,6 +192,13 @@ class Store:
 
     def get_decision(self, keys: EventKeys) -> DecisionRecord | None:
         return self._get(keys.decision, DecisionRecord)
+
+    def create_signed_decision(self, record: DecisionRecord) -> None:
+        """The gate's second slot (see ``EventKeys.signed_decision``); ``KeyExists`` if taken."""
+        self._create(EventKeys.parse(record.request_id).signed_decision, record)
+
+    def get_signed_decision(self, keys: EventKeys) -> DecisionRecord | None:
+        return self._get(keys.signed_decision, DecisionRecord)
 
     def create_notice(self, record: NoticeRecord) -> bool:
         """Claim a reminder/escalation: True if this call wrote it (so it is ours to send).
