@@ -40,7 +40,7 @@ class JsonAnswer(BaseModel):
     response_path: Any = None
 
 
-def install(app: FastAPI, store: Store, keys: AppKeys) -> None:
+def install(app: FastAPI, store: Store, keys: AppKeys, *, inbox: bool) -> None:
     """Add these routes to ``app``."""
 
     @app.get("/health")
@@ -49,8 +49,9 @@ def install(app: FastAPI, store: Store, keys: AppKeys) -> None:
 
     @app.get(WELL_KNOWN)
     async def published_keys() -> dict[str, Any]:
-        """The public keys whose signatures make a person's answer (``answers.seal``)."""
-        return (await blocking(keys.keyring)).document()
+        """The public keys whose signatures make a person's answer (``answers.seal``), and
+        whether the deployment has an inbox (tasks then write its index)."""
+        return {**(await blocking(keys.keyring)).document(), "inbox": inbox}
 
     @app.post("/submit/json")
     async def submit_json(answer: JsonAnswer) -> dict[str, Any]:
@@ -67,6 +68,7 @@ def install(app: FastAPI, store: Store, keys: AppKeys) -> None:
             data_type=answer.data_type,
             reason=answer.reason,
             seal=keys.seal(),
+            inbox=inbox,
         )
         # A client's retry of the answer it gave (its first reply was lost) is no conflict.
         status = "already recorded" if done.repeated else "submitted"

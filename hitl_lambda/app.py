@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from fastapi import FastAPI
 
 from hitl_sdk import ConfigError
-from hitl_sdk.answers import AppKeys
+from hitl_sdk.answers import AppKeys, app_in_process, inbox_setting
 from hitl_sdk.storage import Store
 
 from . import api, forms, http_errors, pages
@@ -80,6 +80,10 @@ def create_app(
     assert settings is None or isinstance(settings, OidcSettings)
     if keys is None:  # loaded on first use: the cold start reads no secret
         keys = AppKeys(local=store is not None or LAMBDA_VARIABLE not in os.environ)
+    # The inbox index: kept where an inbox is deployed (HITL_INBOX, else sign-in configured).
+    chosen = inbox_setting(os.environ.get("HITL_INBOX"))  # ConfigError if malformed
+    inbox = settings is not None if chosen is None else chosen
+    app_in_process(inbox=inbox)
     checked: Future[None] | None = None
     if isinstance(store, str):
         store = Store(store, for_requests=True)
@@ -105,13 +109,15 @@ def create_app(
     app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders)
     app.state.keys = keys
-    api.install(app, store, keys)
-    forms.install(app, store, keys)
+    app.state.inbox = inbox
+    api.install(app, store, keys, inbox=inbox)
+    forms.install(app, store, keys, inbox=inbox)
     if settings is not None:
-        from . import inbox, signin  # only where sign-in is deployed
+        from . import inbox as inbox_routes  # only where sign-in is deployed
+        from . import signin
 
         signin.install(app, settings)
-        inbox.install(app, store, keys, settings)
+        inbox_routes.install(app, store, keys, settings, index=inbox)
     pages.preload()
     if checked is not None:
         checked.result()  # the check's error, if any, is the cold start's

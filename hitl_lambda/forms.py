@@ -27,7 +27,7 @@ from .views import (
 )
 
 
-def install(app: FastAPI, store: Store, keys: AppKeys) -> None:
+def install(app: FastAPI, store: Store, keys: AppKeys, *, inbox: bool) -> None:
     """Add these routes to ``app``."""
 
     @app.get("/form/{request_id}", response_class=HTMLResponse)
@@ -77,6 +77,7 @@ def install(app: FastAPI, store: Store, keys: AppKeys) -> None:
                 comment=comment,
                 reason=reason,
                 seal=keys.seal(),
+                inbox=inbox,
             )
         except InvalidValue as exc:
             # The token was checked before the value: show the form again with the error.

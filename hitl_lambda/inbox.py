@@ -68,8 +68,10 @@ URGENT_SECONDS = 3600
 NOT_SIGNED_IN = {"error": "not_signed_in", "detail": "sign in first: GET /login", "status": 401}
 
 
-def install(app: FastAPI, store: Store, keys: AppKeys, settings: OidcSettings) -> None:
-    """Add these routes to ``app``."""
+def install(
+    app: FastAPI, store: Store, keys: AppKeys, settings: OidcSettings, *, index: bool
+) -> None:
+    """Add these routes to ``app`` (``index``: whether answers here mark the inbox index)."""
     anyone = settings.unnamed
 
     def who(request: Request) -> Person | None:
@@ -239,6 +241,7 @@ def install(app: FastAPI, store: Store, keys: AppKeys, settings: OidcSettings) -
                 comment=comment,
                 reason=reason,
                 seal=keys.seal(),
+                inbox=index,
             )
         except InvalidValue as exc:
             status, _ = http_errors.status_for(exc)

@@ -6,6 +6,9 @@
 - ``HITL_APP_URL``: the reviewer app's base URL. Default ``http://127.0.0.1:8787``.
 - ``HITL_RUN_ID``: the run that ``scope="run"`` means outside Flyte. Default: each process is
   its own run.
+- ``HITL_INBOX``: ``on`` or ``off``: whether gates write the inbox index (a marker per audience
+  when they open and close). Default: what the deployment says (an app with sign-in in this
+  process, or the app at ``HITL_APP_URL`` telling so with its keys), else off.
 - ``HITL_VERIFY_KEYS``: the public keys whose signatures make a person's answer (``ed25519:...``,
   separated by spaces or commas). Default: the keys the app publishes at
   ``<HITL_APP_URL>/.well-known/hitl-keys`` (see ``answers.keysource``).
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
+from .answers.index import inbox_setting
 from .answers.keysource import Trust
 from .answers.seal import Keyring
 from .storage.store import Store, normalize_store_url
@@ -55,6 +59,7 @@ class Settings:
     run_id: str | None
     notify: str | None = None  # HITL_NOTIFY: apprise URLs every gate notifies by default
     verify_keys: str | None = None  # HITL_VERIFY_KEYS: pinned public keys (else fetched)
+    inbox: bool | None = None  # HITL_INBOX: write the inbox index (None: as the deployment says)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -64,6 +69,7 @@ class Settings:
             run_id=os.environ.get("HITL_RUN_ID") or None,
             notify=os.environ.get("HITL_NOTIFY") or None,
             verify_keys=_check_keys(os.environ.get("HITL_VERIFY_KEYS") or None),
+            inbox=inbox_setting(os.environ.get("HITL_INBOX")),
         )
 
 
@@ -122,6 +128,15 @@ def trust() -> Trust:
         return _trust
 
 
+def inbox() -> bool:
+    """Whether gates write the inbox index: ``HITL_INBOX`` (or ``configure(inbox=...)``), else
+    what the deployment says, else off (the index costs nothing where no inbox is deployed)."""
+    chosen = settings().inbox
+    if chosen is not None:
+        return chosen
+    return bool(trust().inbox())
+
+
 def run_id() -> str:
     """The run ``scope="run"`` means: an integration's (a Flyte run), else ``HITL_RUN_ID``,
     else this process."""
@@ -149,6 +164,7 @@ def configure(
     run_id: str | None = None,
     fs: fsspec.AbstractFileSystem | None = None,
     verify_keys: str | Sequence[str] | None = None,
+    inbox: bool | None = None,
 ) -> None:
     """Override settings in code; arguments left as None keep their current value.
 
@@ -158,7 +174,8 @@ def configure(
                        app_url="https://abc123.execute-api.eu-west-1.amazonaws.com")
 
     ``verify_keys``: the public keys whose signatures make a person's answer
-    (``ed25519:...``), instead of those the app publishes.
+    (``ed25519:...``), instead of those the app publishes. ``inbox``: whether gates write the
+    inbox index (instead of what the deployment says).
 
     Raises ``ConfigError`` for a malformed URL or key. ``fs`` injects an fsspec filesystem
     (tests).
@@ -177,6 +194,7 @@ def configure(
             if verify_keys is not None
             else current.verify_keys
         ),
+        inbox=inbox if inbox is not None else current.inbox,
     )
     with _lock:
         _settings = updated

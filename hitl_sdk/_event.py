@@ -51,8 +51,9 @@ def watch_all(events: Sequence[Event[Any]]) -> list[Future[DecisionRecord]]:
         futures.append(done)
     for gates in open_gates.values():
         store = gates[0][1]._store
-        trust = _config.trust()
-        watched = poller().watch_many(store, [gate._record for _, gate in gates], trust)
+        trust, index = _config.trust(), _config.inbox()
+        records = [gate._record for _, gate in gates]
+        watched = poller().watch_many(store, records, trust, inbox=index)
         for (index, gate), future in zip(gates, watched, strict=True):
             future.add_done_callback(gate._remember)
             futures[index] = future
@@ -155,7 +156,13 @@ class Event(Generic[T]):
         was closed first; cancelling it again is no error."""
         who = by or _config.operator_name()
         record = cancel(
-            self._store, self.request_id, by=who, reason=reason, via="sdk", keys=_config.trust()
+            self._store,
+            self.request_id,
+            by=who,
+            reason=reason,
+            via="sdk",
+            keys=_config.trust(),
+            inbox=_config.inbox(),
         )
         self._decided = record
 

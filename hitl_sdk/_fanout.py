@@ -7,8 +7,9 @@ per cycle, plus one GET per decision as it appears.
 from __future__ import annotations
 
 import asyncio
+import queue
 from collections.abc import AsyncIterator, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import Any, TypeVar
 
@@ -69,11 +70,18 @@ class AsCompleted:
         pending: dict[Future[DecisionRecord], Event[T]] = dict(
             zip(watch_all(gates), gates, strict=True)
         )
+        # Each future reports itself once, as it settles: waiting on all of them again after
+        # every settled one would cost O(N) each time, O(N^2) for N gates.
+        settled: queue.SimpleQueue[Future[DecisionRecord]] = queue.SimpleQueue()
+        for future in pending:
+            future.add_done_callback(settled.put)
         try:
             while pending:
-                done, _ = wait_futures(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield pending.pop(future)
+                try:
+                    future = settled.get(timeout=1.0)  # short waits: Ctrl-C gets in
+                except queue.Empty:
+                    continue
+                yield pending.pop(future)
         finally:
             for future in pending:  # the caller stopped early
                 poller().forget(future)

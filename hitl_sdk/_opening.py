@@ -89,9 +89,10 @@ def open_gate(store: Store, opening: Opening) -> tuple[EventRecord, DecisionReco
     """
     give_up = time.monotonic() + OPEN_RETRY_SECONDS
     failures = 0
+    index = _config.inbox()  # the inbox index costs nothing where no inbox is deployed
     while True:
         try:
-            return _open_once(store, opening)
+            return _open_once(store, opening, index)
         except TransientStorageError as exc:
             failures += 1
             pause = backoff_seconds(failures, 0.5)
@@ -103,11 +104,14 @@ def open_gate(store: Store, opening: Opening) -> tuple[EventRecord, DecisionReco
             time.sleep(pause)
 
 
-def _open_once(store: Store, opening: Opening) -> tuple[EventRecord, DecisionRecord | None]:
+def _open_once(
+    store: Store, opening: Opening, index: bool
+) -> tuple[EventRecord, DecisionRecord | None]:
     wanted = opening.record
     try:
         store.create_event(wanted)
-        mark_open(store, wanted)
+        if index:
+            mark_open(store, wanted)
         return wanted, None
     except KeyExists:
         pass
@@ -127,7 +131,8 @@ def _open_once(store: Store, opening: Opening) -> tuple[EventRecord, DecisionRec
         for reviewer, token in opening.tokens.items():
             grant = GrantRecord(request_id=existing.request_id, reviewer=reviewer)
             store.create_grant(token_digest(token), grant)
-        mark_open(store, existing)  # in case the first run stopped before it could
+        if index:
+            mark_open(store, existing)  # in case the first run stopped before it could
     return existing, decision
 
 

@@ -24,6 +24,7 @@ import threading
 import time
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from . import _notify
 from ._errors import HitlError, TransientStorageError
@@ -73,11 +74,16 @@ class _Watch:
     event: EventRecord
     keys: EventKeys
     trust: KeySource
+    inbox: bool = False  # the deployment has an inbox: mark the gate closed there
     future: Future[DecisionRecord] = field(default_factory=Future)
 
-    def due(self) -> bool:
+    def due(self, now: datetime | None = None) -> bool:
         """Past its deadline: the poller writes its timeout record."""
-        return utcnow() >= self.event.deadline
+        return (now or utcnow()) >= self.event.deadline
+
+    def reminds(self) -> bool:
+        """Reminders or escalation are set for it (most gates have neither)."""
+        return self.event.remind_every is not None or self.event.escalate_after is not None
 
 
 @dataclass
@@ -98,19 +104,23 @@ class Poller:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hitl-poll")
+        self._bookkeeping = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hitl-books")
         #: LIST requests made, one per run per cycle (tests and benchmarks read it)
         self.lists = 0
 
-    def watch(self, store: Store, event: EventRecord, trust: KeySource) -> Future[DecisionRecord]:
+    def watch(
+        self, store: Store, event: EventRecord, trust: KeySource, *, inbox: bool = False
+    ) -> Future[DecisionRecord]:
         """A future that resolves to the gate's terminal decision (or its error): a decision
-        that counts under ``trust`` (``answers.trust``), never one that does not."""
-        return self.watch_many(store, [event], trust)[0]
+        that counts under ``trust`` (``answers.trust``), never one that does not. ``inbox``:
+        mark the gate closed in the inbox index once decided."""
+        return self.watch_many(store, [event], trust, inbox=inbox)[0]
 
     def watch_many(
-        self, store: Store, events: list[EventRecord], trust: KeySource
+        self, store: Store, events: list[EventRecord], trust: KeySource, *, inbox: bool = False
     ) -> list[Future[DecisionRecord]]:
         """``watch`` for many gates at once: the poller wakes once for all of them."""
-        watches = [_Watch(store, e, EventKeys.parse(e.request_id), trust) for e in events]
+        watches = [_Watch(store, e, EventKeys.parse(e.request_id), trust, inbox) for e in events]
         with self._lock:
             for watch in watches:
                 self._runs.setdefault((id(store), watch.keys.run_key), _Run()).watches.append(watch)
@@ -142,9 +152,12 @@ class Poller:
                     return
                 runs = list(self._runs.values())
             self._wake.clear()
+            began = time.monotonic()
             for run in runs:
                 self._cycle(run)
-            self._wake.wait(self._sleep_seconds())
+            # A steady cadence: the cycle's own work comes out of the wait, not on top of it.
+            spent = time.monotonic() - began
+            self._wake.wait(max(MIN_CYCLE_SECONDS, self._sleep_seconds() - spent))
 
     def _sleep_seconds(self) -> float:
         """Until the next cycle: the shortest poll interval, never past a deadline."""
@@ -173,19 +186,21 @@ class Poller:
             decided = store.decided_ids(run_key)  # the one LIST of this run's cycle
             self.lists += 1
             tallies = self._tallies(store, run_key, watches, decided)
+            now = utcnow()
             due = [
                 w
                 for w in watches
                 if w.event.request_id in decided
-                or w.due()
+                or w.due(now)
                 or (w in tallies and tallies[w].outcome != "pending")
             ]
             if len(due) > 1:  # many decisions at once: read them side by side
                 list(self._readers.map(lambda w: self._check(run, w, decided, tallies), due))
             elif due:
                 self._check(run, due[0], decided, tallies)
+            settling = set(due)
             for watch in watches:  # still open: reminders and escalation due (usually none)
-                if watch not in due:
+                if watch.reminds() and watch not in settling:
                     counted = tallies.get(watch)
                     _remind(watch, {v.reviewer for v in counted.votes} if counted else set())
             run.failures, run.retry_at = 0, 0.0
@@ -250,8 +265,9 @@ class Poller:
             return
         if decision is not None:
             self._settle(run, watch, decision=decision)  # the waiter first, then bookkeeping
-            if not marked_by_closer(decision):  # the inbox learns it closed
-                mark_closed(watch.store, watch.event, decision)
+            if watch.inbox and not marked_by_closer(decision):  # the inbox learns it closed,
+                # on a thread of its own: bookkeeping never delays the next cycle
+                self._bookkeeping.submit(mark_closed, watch.store, watch.event, decision)
 
     def _settle(
         self,

@@ -11,6 +11,8 @@ A policy is ``policy(method, path) -> Fault | None``:
 - ``Fault("drop")``       close the connection without an answer, forward nothing
 - ``Fault("delay", s)``   wait ``s`` seconds, then forward
 - ``Fault("lost_reply")`` forward (the write happens upstream), then close without an answer
+- ``Fault("truncate")``   forward, then answer with the first half of the reply's body only
+  (its status and a content-length that matches the half: a reply cut off mid-stream)
 
 Counters (``requests``, ``faults``) feed the suite's summary line. Bounded: it only ever
 listens on 127.0.0.1, and stops with the ``with`` block.
@@ -81,6 +83,8 @@ class FaultProxy:
                 if fault is not None and fault.kind == "lost_reply":
                     self.close_connection = True  # the write landed; its reply never comes
                     return
+                if fault is not None and fault.kind == "truncate":
+                    data = data[: len(data) // 2]
                 self.send_response(status)
                 for name, value in headers:
                     if name.lower() not in ("transfer-encoding", "connection", "content-length"):

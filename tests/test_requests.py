@@ -214,3 +214,98 @@ def test_wait_all_aio_and_a_failing_gate(tmp_path: Any) -> None:
         return [gate.name async for gate in hitl.as_completed.aio([late, *gates])]
 
     assert sorted(asyncio.run(collect())) == ["a0", "a1", "a2", "late"]
+
+
+WAITER = """
+import json, sys
+import hitl_sdk as hitl
+hitl.configure(store_url=sys.argv[1], run_id=sys.argv[2])
+reviewers = json.loads(sys.argv[3]) or None
+gate = hitl.new_event("indexed", bool, reviewers=reviewers, poll_interval_seconds=0.1)
+tokens = {k: v.split("token=")[1] for k, v in gate.links.items()}
+print(json.dumps({"id": gate.request_id, "tokens": tokens}), flush=True)
+print(json.dumps(gate.wait()), flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("app_inbox", "inbox", "reviewers", "markers"),
+    [
+        ("", "", [], 0),  # nothing deployed says there is an inbox: none is written
+        ("", "off", ["alice@example.com"], 0),
+        ("", "on", [], 2),  # "all": opened, closed
+        ("", "on", ["alice@example.com", "group:release"], 4),  # two audiences, each twice
+        ("on", "", ["alice@example.com"], 2),  # the deployment says so: the task follows
+        ("on", "off", ["alice@example.com"], 0),  # the task's own setting wins
+    ],
+)
+def test_the_inbox_index_costs_nothing_where_no_inbox_is_deployed(
+    s3_url: str,
+    counting: FaultProxy,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    app_inbox: str,
+    inbox: str,
+    reviewers: list[str],
+    markers: int,
+) -> None:
+    """The waiting task (a process of its own, nothing remembered) against an app without
+    sign-in (what the deployment says: no inbox, unless the app's HITL_INBOX says otherwise),
+    unless the task's HITL_INBOX says otherwise."""
+    import json
+    import subprocess
+    import sys
+
+    from hitl_sdk.cli.server import BackgroundApp, bind
+
+    monkeypatch.setenv("HITL_INBOX", app_inbox)
+    served = create_app(Store(s3_url, for_requests=True), oidc=None)
+    monkeypatch.delenv("HITL_INBOX")
+    with BackgroundApp(served, bind("127.0.0.1", 0)) as app:
+        env = {**os.environ, "HITL_APP_URL": app.url, "XDG_DATA_HOME": str(tmp_path)}
+        env["HITL_INBOX"] = inbox
+        script = tmp_path / "waiter.py"
+        script.write_text(WAITER)
+        counting.seen.clear()
+        process = subprocess.Popen(
+            [sys.executable, str(script), s3_url, f"idx-{uuid.uuid4().hex[:6]}",
+             json.dumps(reviewers)],
+            env=env, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        opened = json.loads(process.stdout.readline())
+        token = next(iter(opened["tokens"].values()))
+        answer = {"request_id": opened["id"], "token": token, "value": True}
+        request = urllib_request(f"{app.url}/submit/json", answer)
+        assert request == 200
+        out, _ = process.communicate(timeout=60)
+        assert json.loads(out) is True
+    seen = kinds(counting.seen)
+    assert seen["PUT inbox"] == markers, seen
+    # What the waiting task read to resume: the decision, once (one GET per answer); the app
+    # read the event and created the decision.
+    assert seen["GET decisions"] == 1 and seen["PUT decisions"] == 1, seen
+
+
+def urllib_request(url: str, body: dict[str, Any]) -> int:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return int(reply.status)
+
+
+def test_a_malformed_inbox_setting_is_refused_naming_it(
+    s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hitl_sdk import ConfigError
+    from hitl_sdk._config import Settings
+
+    monkeypatch.setenv("HITL_INBOX", "maybe")
+    with pytest.raises(ConfigError, match="HITL_INBOX must be on or off, not 'maybe'"):
+        create_app(Store(s3_url, for_requests=True), oidc=None)
+    with pytest.raises(ConfigError, match="HITL_INBOX must be on or off"):
+        Settings.from_env()

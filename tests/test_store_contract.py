@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -182,3 +183,87 @@ def test_request_ids_never_carry_a_path() -> None:
 
 def test_check_passes_on_a_reachable_empty_store(store: Store) -> None:
     store.check()  # an empty prefix of an existing bucket is fine
+
+
+# -- S3 listings, read by hitl's own listing parser --------------------------------------------
+
+ODD_NAMES = [
+    "a&b",
+    "a<b>c",
+    "with space",
+    "plus+sign",
+    'quote"d',
+    "it's",
+    "ünïcödé-名前",
+    "per%20cent",
+    "semi;colon=eq",
+    "amp&amp;",
+]
+
+
+def _botocore_listing(bucket: str, prefix: str, delimiter: str | None = None) -> list[str]:
+    """The same listing read by botocore's own parser (the reference)."""
+    import boto3
+
+    paginator = boto3.client("s3").get_paginator("list_objects_v2")
+    found: list[str] = []
+    ask = {"Bucket": bucket, "Prefix": prefix, **({"Delimiter": delimiter} if delimiter else {})}
+    for page in paginator.paginate(**ask):
+        found += (f"{bucket}/{c['Key']}" for c in page.get("Contents", ()))
+        found += (f"{bucket}/{p['Prefix']}" for p in page.get("CommonPrefixes", ()))
+    return found
+
+
+def test_s3_listings_page_past_1000_keys_and_keep_every_odd_name(s3_bucket: str) -> None:
+    import boto3
+
+    from hitl_sdk.storage.objects import S3Objects
+
+    client = boto3.client("s3")
+    keys = [f"many/k{i:04d}" for i in range(1003)]
+    keys += [f"many/{name}" for name in ODD_NAMES]
+    keys += [f"many/{name}/inside" for name in ODD_NAMES[:4]] + ["many/dir/x", "many/dir/y"]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: client.put_object(Bucket=s3_bucket, Key=k, Body=b"{}"), keys))
+
+    objects = S3Objects()
+    deep = objects.names(f"{s3_bucket}/many", deep=True)
+    assert sorted(deep) == sorted(f"{s3_bucket}/{k}" for k in keys)
+    assert sorted(deep) == sorted(_botocore_listing(s3_bucket, "many/"))
+
+    shallow = objects.names(f"{s3_bucket}/many")
+    assert sorted(shallow) == sorted(_botocore_listing(s3_bucket, "many/", "/"))
+    assert f"{s3_bucket}/many/dir/" in shallow and f"{s3_bucket}/many/a&b/" in shallow
+    assert f"{s3_bucket}/many/dir/x" not in shallow
+
+    after = objects.names(f"{s3_bucket}/many", deep=True, start_after=f"{s3_bucket}/many/k0999")
+    assert sorted(after) == sorted(f"{s3_bucket}/{k}" for k in keys if k > "many/k0999")
+
+
+def test_a_listing_cut_off_mid_reply_is_retried_not_believed(
+    s3_bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 200 listing whose body stops early (a dropped connection behind a proxy) is not read
+    as a shorter listing: it is retried, and the full listing is what comes back."""
+    import boto3
+    from faultproxy import Fault, FaultProxy
+
+    from hitl_sdk.storage.objects import S3Objects
+
+    client = boto3.client("s3")
+    keys = [f"cut/k{i:03d}" for i in range(40)]
+    for key in keys:
+        client.put_object(Bucket=s3_bucket, Key=key, Body=b"{}")
+    lists = []
+
+    def policy(method: str, path: str) -> Fault | None:
+        if method == "GET" and "list-type=2" in path:
+            lists.append(path)
+            return Fault("truncate") if len(lists) == 1 else None
+        return None
+
+    with FaultProxy(moto_endpoint, policy) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        found = S3Objects().names(f"{s3_bucket}/cut", deep=True)
+    assert sorted(found) == sorted(f"{s3_bucket}/{k}" for k in keys)
+    assert len(lists) == 2 and proxy.faults["truncate"] == 1

@@ -117,6 +117,33 @@ def load(
     return EventState(keys, event, decision, status_of(event, decision, now))
 
 
+def gate_states(
+    store: Store, *, everything: bool, now: datetime, skipped: list[str] | None = None
+) -> list[EventState]:
+    """The store's gates, newest first: the open ones, or ``everything``. One LIST of
+    decisions per run, and a GET per decided gate; objects that hold no valid record are
+    passed over (their keys appended to ``skipped``)."""
+    passed: list[str] = [] if skipped is None else skipped
+    decided: dict[str, set[str]] = {}
+    states: list[EventState] = []
+    for event in store.iter_events(passed):
+        keys = EventKeys.parse(event.request_id)
+        if keys.run_key not in decided:
+            decided[keys.run_key] = store.decided_ids(keys.run_key)
+        decision = None
+        if event.request_id in decided[keys.run_key]:
+            try:
+                decision = store.get_decision(keys)
+            except CorruptRecord as exc:
+                passed.append(exc.key)
+                continue
+        state = EventState(keys, event, decision, status_of(event, decision, now))
+        if everything or state.status is Status.PENDING:
+            states.append(state)
+    states.sort(key=lambda s: s.event.created_at, reverse=True)
+    return states
+
+
 def _load_event(store: Store, request_id: object) -> tuple[EventKeys, EventRecord]:
     keys = EventKeys.parse(request_id)
     event = store.get_event(keys)
@@ -165,6 +192,7 @@ def submit(
     data_type: str | None = None,
     reason: str | None = None,
     seal: Seal | None = None,
+    inbox: bool = False,
 ) -> Submission:
     """Answer an event once. The token is checked and names who answered, unless ``operator``
     names a person a channel vouches for (a signed-in reviewer, the CLI's operator).
@@ -177,6 +205,8 @@ def submit(
     error: it comes back as ``Submission(repeated=True)`` with the recorded decision.
 
     ``reason`` goes with an approval's approve/reject (``hitl.Approval`` gates only).
+    ``inbox``: the deployment has an inbox, and an answer through it or the CLI marks the gate
+    closed there at once (the waiting task marks the others).
 
     Raises EventNotFound, InvalidToken, AlreadyAnswered, EventExpired, EventCancelled or
     InvalidValue.
@@ -201,7 +231,7 @@ def submit(
             raise InvalidValue(f"the comment is longer than {MAX_COMMENT_CHARS} characters")
     seal = seal or Seal.local()
     if event.quorum is not None:
-        return _vote(store, keys, codec, who, raw_value, via, seal)
+        return _vote(store, keys, codec, who, raw_value, via, seal, inbox)
     if pending.status is not Status.PENDING:  # past the deadline: closed either way
         state = load(store, keys.request_id, trust=seal.keys)
         try:
@@ -225,7 +255,7 @@ def submit(
     stands = write_decision(store, event, record, seal.keys, second_slot=True)
     if stands is not record:  # closed meanwhile: what stands was read back
         return _repeat_or_refuse(_state(keys, event, stands), who, value)
-    if via in _inbox.MARKED_BY_CLOSER:
+    if inbox and via in _inbox.MARKED_BY_CLOSER:
         _inbox.mark_closed(store, event, record)
     return Submission(event, record)
 
@@ -246,6 +276,7 @@ def _vote(
     raw_value: object,
     via: Via,
     seal: Seal,
+    inbox: bool,
 ) -> Submission:
     """A vote on a quorum gate: written once, then counted with every other vote; the vote
     that decides the gate (or the first to see it decided) writes the terminal decision."""
@@ -291,7 +322,7 @@ def _vote(
         raise AlreadyAnswered(
             f"the gate was decided before {who}'s vote could count: {decided_text(decision)}"
         )
-    if via in _inbox.MARKED_BY_CLOSER:
+    if inbox and via in _inbox.MARKED_BY_CLOSER:
         _inbox.mark_closed(store, event, decision)
     return Submission(event, decision, vote=vote, tally=counted)
 
@@ -395,6 +426,7 @@ def cancel(
     reason: str | None = None,
     via: Via = "cli",
     keys: KeySource | None = None,
+    inbox: bool = False,
 ) -> DecisionRecord:
     """Close a gate with a terminal ``cancelled`` record (write-once, like every decision; not
     signed: a cancel only ever stops). ``AlreadyAnswered`` / ``EventExpired`` /
@@ -416,5 +448,6 @@ def cancel(
         if stands.status == "cancelled" and same_person(stands.answered_by, by):
             return stands  # a retry of this very cancel
         _refuse_closed(_state(event_keys, event, stands))
-    _inbox.mark_closed(store, event, record)
+    if inbox:
+        _inbox.mark_closed(store, event, record)
     return record

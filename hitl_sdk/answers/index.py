@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .._errors import HitlError, KeyExists, TransientStorageError
+from .._errors import ConfigError, HitlError, KeyExists, TransientStorageError
 from ..storage.keys import _key
 from ..storage.people import find_person, identity
 from ..storage.records import DecisionRecord, EventRecord
@@ -284,3 +284,19 @@ def reviewer_for(event: EventRecord, email: str, groups: Iterable[str], anyone: 
     if not named and anyone:
         return email
     return None
+
+
+INBOX_VARIABLE = "HITL_INBOX"
+
+
+def inbox_setting(text: str | None) -> bool | None:
+    """``HITL_INBOX`` (tasks and the app): whether gates write the inbox index; ``None``
+    when unset (then what the deployment says). ``ConfigError`` for anything but on/off."""
+    if text is None or not text.strip():
+        return None
+    word = text.strip().lower()
+    if word in ("on", "true", "1", "yes"):
+        return True
+    if word in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(f"{INBOX_VARIABLE} must be on or off, not {text!r}")

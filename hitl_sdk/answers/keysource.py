@@ -38,6 +38,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _lock = threading.Lock()
 _machine: Signer | None = None
 _in_process = Keyring()
+_in_process_inbox: bool | None = None  # whether an app built in this process has an inbox
 
 
 def machine_key_path() -> Path:
@@ -88,6 +89,13 @@ def trust_in_process(keys: Keyring) -> None:
     global _in_process
     with _lock:
         _in_process = _in_process | keys
+
+
+def app_in_process(*, inbox: bool) -> None:
+    """An app was built in this process: whether it has an inbox is what the deployment says."""
+    global _in_process_inbox
+    with _lock:
+        _in_process_inbox = bool(_in_process_inbox) or inbox
 
 
 class LocalKeys:
@@ -196,9 +204,9 @@ def _secret(arn: str) -> dict[str, Any]:
     return data
 
 
-def fetch_keys(app_url: str) -> Keyring:
-    """The keys the app at ``app_url`` publishes; ``ConfigError`` if they cannot be had over a
-    safe channel (HTTPS, or HTTP on loopback)."""
+def fetch_keys(app_url: str) -> tuple[Keyring, bool | None]:
+    """The keys the app at ``app_url`` publishes, and whether it has an inbox; ``ConfigError``
+    if they cannot be had over a safe channel (HTTPS, or HTTP on loopback)."""
     import urllib.request
 
     parts = urlsplit(app_url)
@@ -210,7 +218,9 @@ def fetch_keys(app_url: str) -> Keyring:
     url = app_url.rstrip("/") + WELL_KNOWN
     try:
         with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as reply:
-            return Keyring.from_document(json.load(reply))
+            document = json.load(reply)
+            inbox = document.get("inbox") if isinstance(document, dict) else None
+            return Keyring.from_document(document), inbox if isinstance(inbox, bool) else None
     except ConfigError:
         raise
     except (OSError, ValueError) as exc:
@@ -225,6 +235,7 @@ class Trust:
         self.pinned_text = pinned if isinstance(pinned, str) or pinned is None else " ".join(pinned)
         self.pinned = Keyring.parse(pinned) if pinned else None
         self._fetched: Keyring | None = None
+        self._inbox: bool | None = None
         self._fetched_at = -REFETCH_SECONDS
         self._error: str | None = None
         self._lock = threading.Lock()
@@ -259,10 +270,19 @@ class Trust:
                 return
             self._fetched_at = time.monotonic()
             try:
-                self._fetched = fetch_keys(self.app_url)
+                self._fetched, self._inbox = fetch_keys(self.app_url)
                 self._error = None
             except ConfigError as exc:
                 self._error = str(exc)
+
+    def inbox(self) -> bool | None:
+        """Whether the deployment has an inbox, as an app in this process or the app at
+        ``app_url`` says (fetched with the keys); None when neither can tell."""
+        if _in_process_inbox is not None:
+            return _in_process_inbox
+        if self._fetched is None:
+            self._refetch()
+        return self._inbox
 
     def why_untrusted(self) -> str:
         """What to tell the reader when a key is not trusted."""

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from .. import _config
-from .._errors import ConfigError, CorruptRecord, EventNotFound
+from .._errors import ConfigError, EventNotFound
 from ..answers import (
     EventState,
     Seal,
@@ -19,12 +19,12 @@ from ..answers import (
     cancel,
     details_text,
     gate_json,
+    gate_states,
     load,
     machine_signer,
     outcome_text,
     read_votes,
     result_text,
-    status_of,
     submit,
     tally,
 )
@@ -62,30 +62,13 @@ def resolve_id(store: Store, given: str) -> str:
 
 
 def _event_states(store: Store, everything: bool) -> list[EventState]:
-    now = utcnow()
-    decided: dict[str, set[str]] = {}
-    states: list[EventState] = []
     skipped: list[str] = []
-    for event in store.iter_events(skipped):
-        keys = EventKeys.parse(event.request_id)
-        if keys.run_key not in decided:
-            decided[keys.run_key] = store.decided_ids(keys.run_key)  # one LIST per run
-        decision = None
-        if event.request_id in decided[keys.run_key]:
-            try:
-                decision = store.get_decision(keys)
-            except CorruptRecord as exc:
-                skipped.append(exc.key)
-                continue
-        state = EventState(keys, event, decision, status_of(event, decision, now))
-        if everything or state.status is Status.PENDING:
-            states.append(state)
+    states = gate_states(store, everything=everything, now=utcnow(), skipped=skipped)
     if skipped:
         complain(
             f"hitl: passed over {len(skipped)} object(s) that hold no valid record (truncated "
             f"or not hitl's): {', '.join(skipped)}"
         )
-    states.sort(key=lambda s: s.event.created_at, reverse=True)
     return states
 
 
@@ -248,6 +231,7 @@ def cmd_respond(args: argparse.Namespace) -> int:
         # Signed with this machine's key: an operator's answer, which tasks trust when they
         # trust this key (local mode, HITL_VERIFY_KEYS, or the app's HITL_OPERATOR_KEYS).
         seal=Seal(lambda: machine_signer("operator"), _config.trust()),
+        inbox=_config.inbox(),
     )
     record = done.record
     if done.vote is not None:
@@ -274,6 +258,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         by=_operator(args.operator),
         reason=args.reason,
         keys=_config.trust(),
+        inbox=_config.inbox(),
     )
     why = f": {record.comment}" if record.comment else ""
     say(
