@@ -44,6 +44,7 @@ from ._errors import (
     KeyExists,
     NotAllowed,
     QuestionChanged,
+    Rejected,
     StorageError,
     StoreAccessDenied,
     StoreNotFound,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from ._fanout import as_completed, wait_all
     from ._opening import new_event
     from ._reviewers import Reviewer
+    from .agents import approve_call, require_approval
 
 SUPPORTED_TYPES = tuple(codec.python_type for codec in CODECS.values())
 
@@ -68,6 +70,8 @@ SUPPORTED_TYPES = tuple(codec.python_type for codec in CODECS.values())
 # records and errors only, and its cold start should not pay for the waiting machinery.
 _LAZY = {
     "approve": "._approval",
+    "approve_call": ".agents",
+    "require_approval": ".agents",
     "configure": "._config",
     "Event": "._event",
     "new_event": "._opening",
@@ -116,6 +120,7 @@ __all__ = [
     "KeyExists",
     "NotAllowed",
     "QuestionChanged",
+    "Rejected",
     "Reviewer",
     "Status",
     "StorageError",
@@ -125,8 +130,10 @@ __all__ = [
     "UnverifiedRecord",
     "VoteRecord",
     "approve",
+    "approve_call",
     "as_completed",
     "configure",
     "new_event",
+    "require_approval",
     "wait_all",
 ]

@@ -88,6 +88,22 @@ class EventTimeout(HitlError, TimeoutError):
     """``wait()`` reached the event's deadline with no answer."""
 
 
+class Rejected(HitlError):
+    """A call gated by ``hitl.require_approval`` (or ``hitl.approve_call``) was not approved:
+    a reviewer rejected it, or nobody decided by the deadline and ``on_timeout="reject"``
+    applied. Its body never ran. ``reason`` and ``by`` say why and who; ``approval`` is the
+    whole ``hitl.Approval``; ``call`` names the function."""
+
+    def __init__(self, call: str, approval: object) -> None:
+        self.call = call
+        self.approval = approval
+        self.reason: str | None = getattr(approval, "reason", None)
+        self.by: str = str(getattr(approval, "by", ""))
+        why = f": {self.reason}" if self.reason else ""
+        who = f" by {self.by}" if self.by else ""
+        super().__init__(f"the call {call}() was rejected{who}{why}; it did not run")
+
+
 class StorageError(HitlError, OSError):
     """The store could not complete an operation."""
 

@@ -106,6 +106,16 @@ def s3_store(s3_url: str) -> Store:
 
 
 @pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Any]:
+    """A store folder, the reviewer app over it, a webhook for the links (tests/deployment.py)."""
+    from deployment import Deployment
+
+    deployed = Deployment(tmp_path)
+    yield deployed
+    deployed.close()
+
+
+@pytest.fixture
 def handler(s3_store: Store) -> Any:
     """What ``hitl_lambda.handler`` builds at cold start, over this test's bucket."""
     from mangum import Mangum

@@ -91,7 +91,10 @@ class FaultProxy:
                         self.send_header(name, value)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up on a cut-off reply
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
 

@@ -475,3 +475,49 @@ def test_reviewer_signs_in_and_works_through_three_gates_from_the_inbox_in_chrom
         finally:
             server.should_exit = True
             thread.join(timeout=10)
+
+
+def test_a_reviewer_edits_an_agents_call_before_approving_in_chromium(page: Any) -> None:
+    """``@hitl.require_approval(editable=...)``: the proposed arguments pre-filled on the form,
+    a wrong type refused, the edited call run; at desktop and phone width."""
+    from test_notify import Webhook, until
+
+    hook = Webhook()
+    ran: list[tuple[str, float]] = []
+
+    @hitl.require_approval(
+        editable=["to", "amount"],
+        prompt="Pay {amount} to {to}?",
+        notify=hook.url,
+        poll_interval_seconds=0.05,
+    )
+    def pay(to: str, amount: float, api_key: str = "sk-browser-secret") -> str:
+        ran.append((to, amount))
+        return f"paid {amount} to {to}"
+
+    results: list[str] = []
+    agent = threading.Thread(target=lambda: results.append(pay("bob@example.com", 400.0)))
+    agent.start()
+    try:
+        until(lambda: any("token=" in str(m["message"]) for m in hook.received))
+        message = next(str(m["message"]) for m in hook.received if "token=" in str(m["message"]))
+        page.goto(next(w for w in message.split() if "token=" in w))
+        amount = page.get_by_label("amount (proposed: 400.0)")
+        assert amount.input_value() == "400.0"
+        assert page.get_by_label("to (proposed: 'bob@example.com')").input_value() == (
+            "bob@example.com"
+        )
+        assert "sk-browser-secret" not in page.content()
+        _shots(page, "agent-edit")
+        page.get_by_label("approve").check()
+        amount.fill("forty")
+        page.get_by_role("button", name="Submit answer").click()
+        assert "Amount" in page.get_by_role("alert").inner_text() and not ran
+        page.get_by_label("approve").check()
+        page.get_by_label("amount (proposed: 400.0)").fill("40")
+        page.get_by_role("button", name="Submit answer").click()
+        _confirmed(page)
+        agent.join(timeout=15)
+        assert results == ["paid 40.0 to bob@example.com"] and ran == [("bob@example.com", 40.0)]
+    finally:
+        hook.close()

@@ -9,6 +9,7 @@
     hitl respond ID VALUE [--comment TEXT]          answer as an operator with store access
     hitl respond ID approve|reject [--reason TEXT]  decide an approval gate
     hitl cancel ID [--reason TEXT]                  close a gate nobody should answer now
+    hitl mcp [--http] [--port 8788]                 the MCP server for agents (stdio or HTTP)
 
 Every command takes ``--store URL`` (default ``HITL_STORE_URL``, else the local default
 store) and ``--endpoint-url URL`` for an S3-compatible service. ``main(argv)`` returns the
@@ -27,7 +28,7 @@ from .._errors import HitlError
 from .audit import add_commands
 from .common import _EPILOG, EXIT_INTERRUPTED, complain, exit_code
 from .gates import cmd_cancel, cmd_list, cmd_respond, cmd_show
-from .local import cmd_demo, cmd_serve
+from .local import cmd_demo, cmd_mcp, cmd_serve
 
 # -- the parser --------------------------------------------------------------------------------
 
@@ -148,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     cancelling.add_argument(
         "--as", dest="operator", metavar="NAME", help="who cancels (default: your login name)"
     )
+    mcp = command(
+        "mcp",
+        "Run the MCP server for agents (tools ask_human, request_approval, gate_status, "
+        "cancel_gate): over stdio for a client that starts it, or --http.",
+        cmd_mcp,
+    )
+    mcp.add_argument(
+        "--http", action="store_true", help="serve streamable HTTP at http://HOST:PORT/mcp"
+    )
+    mcp.add_argument("--host", default="127.0.0.1", help="with --http: address (%(default)s)")
+    mcp.add_argument("--port", type=_port, default=8788, help="with --http: port (%(default)s)")
     add_commands(command)
     return parser
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import secrets
 import sys
 import urllib.error
@@ -13,7 +14,7 @@ import urllib.request
 from typing import Any
 
 from .. import _config, demo
-from .._errors import EventTimeout, HitlError, InvalidValue
+from .._errors import ConfigError, EventTimeout, HitlError, InvalidValue
 from .._event import Event
 from ..answers import answer_json, error_for_status, scalar_codec
 from ..answers import curl_line as api_curl_line
@@ -125,4 +126,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return exit_code(exc)
         outcome = demo.decide(approved)
         say(f"[3/3] outcome: {outcome}. {demo.MESSAGES[outcome]}")
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """``hitl mcp``: the MCP server for agents, over stdio (default) or streamable HTTP."""
+    try:
+        from ..agents.mcp_server import serve
+    except ImportError as exc:  # the mcp SDK is an extra
+        raise ConfigError(
+            f"hitl mcp needs the MCP SDK ({exc.name} is not installed): "
+            "pip install 'hitl-gates[mcp]'"
+        ) from None
+    store = open_store(args)
+    probe(store)
+    _config.configure(store_url=store.url)
+    # stdout is the protocol on stdio: every line hitl prints (links, warnings) goes to stderr.
+    logging.getLogger("hitl").setLevel(logging.INFO)
+    if args.http:
+        print(f"hitl: MCP server on http://{args.host}:{args.port}/mcp", file=sys.stderr)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve("http" if args.http else "stdio", args.host, args.port)
     return 0
