@@ -22,6 +22,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -59,11 +60,20 @@ def store_from_env(*, check: bool = True) -> Store:
     return store
 
 
+def _slack_from_env() -> Any:
+    if not any(k in os.environ for k in ("HITL_SLACK_SIGNING_SECRET", "HITL_SLACK_SECRETS_ARN")):
+        return None  # the cold start imports nothing of Slack's
+    from .slack import SlackApp
+
+    return SlackApp.from_env()
+
+
 def create_app(
     store: Store | str | None = None,
     *,
     oidc: OidcSettings | str | None = "env",
     keys: AppKeys | None = None,
+    slack: Any = "env",
 ) -> FastAPI:
     """The reviewer app over ``store`` (a ``Store``, or a store URL); without one, over
     ``HITL_STORE_URL`` (checked now). ``oidc``: the sign-in settings that turn on the inbox;
@@ -71,6 +81,8 @@ def create_app(
     ``hitl_lambda.auth``); ``None``: off. ``keys``: what the app signs people's answers with;
     by default from the environment (``HITL_SIGNING_KEY``, ``HITL_SIGNING_SECRET_ARN``), else
     this machine's key, except on Lambda, where a missing key is a ``ConfigError`` at once.
+    ``slack``: the Slack app's secrets (``hitl_lambda.slack.SlackApp``) that turn on
+    ``POST /slack/interactivity``; by default from the environment; ``None``: off.
 
     Raises ``ConfigError`` if ``HITL_STORE_URL`` (or a sign-in setting) is missing or malformed
     and a ``StorageError`` subclass (``StoreNotFound``, ``StoreAccessDenied``) if it is
@@ -118,6 +130,12 @@ def create_app(
 
         signin.install(app, settings)
         inbox_routes.install(app, store, keys, settings, index=inbox)
+    if slack == "env":
+        slack = _slack_from_env()
+    if slack is not None:
+        from . import slack as slack_routes  # only where Slack is configured
+
+        slack_routes.install(app, store, keys, slack, inbox=inbox)
     pages.preload()
     if checked is not None:
         checked.result()  # the check's error, if any, is the cold start's

@@ -43,6 +43,18 @@ def _notify_closed(change: _lifecycle.Closed) -> None:
     _notify.on_closed(change)
 
 
+def _slack_opened(change: _lifecycle.Opened) -> None:
+    from .chat import posts
+
+    posts.on_opened(change)
+
+
+def _slack_closed(change: _lifecycle.Closed) -> None:
+    from .chat import posts
+
+    posts.on_closed(change)
+
+
 def _flyte_opened(change: _lifecycle.Opened) -> Awaitable[None] | None:
     from . import flyte
 
@@ -59,3 +71,4 @@ _config.add_run_source(_flyte_run)
 _lifecycle.listen(opened=_console_opened)
 _lifecycle.listen(opened=_notify_opened, closed=_notify_closed)
 _lifecycle.listen(opened=_flyte_opened, closed=_flyte_closed)
+_lifecycle.listen(opened=_slack_opened, closed=_slack_closed)

@@ -90,7 +90,8 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_the_app_imports_only_the_inner_api_and_public_names() -> None:
-    allowed = {"hitl_sdk", "hitl_sdk.answers", "hitl_sdk.storage"}
+    # hitl_sdk.chat: the Slack message, rendered alike by the task and the app
+    allowed = {"hitl_sdk", "hitl_sdk.answers", "hitl_sdk.storage", "hitl_sdk.chat"}
     for name, targets in graph().items():
         if name.startswith("hitl_lambda"):
             sdk = {t for t in targets if t.startswith("hitl_sdk")}

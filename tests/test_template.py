@@ -45,7 +45,14 @@ SIGNING_KEY_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hitl-sig
 # app reads the store from HITL_STORE_URL; the others mean something only to a task.
 # Secrets the function reads from Secrets Manager (HITL_OIDC_SECRETS_ARN), never from its
 # environment; outside AWS (hitl serve) they may come as variables.
-SECRETS_NOT_IN_ENV = {"HITL_OIDC_CLIENT_SECRET", "HITL_SESSION_SECRET", "HITL_SIGNING_KEY"}
+SECRETS_NOT_IN_ENV = {
+    "HITL_OIDC_CLIENT_SECRET",
+    "HITL_SESSION_SECRET",
+    "HITL_SIGNING_KEY",
+    # Slack's: on AWS read from HITL_SLACK_SECRETS_ARN
+    "HITL_SLACK_SIGNING_SECRET",
+    "HITL_SLACK_BOT_TOKEN",
+}
 NOT_FOR_THE_FUNCTION = {
     # the run a task belongs to; the app serves every run's gates
     "HITL_RUN_ID",
@@ -56,6 +63,9 @@ NOT_FOR_THE_FUNCTION = {
     "HITL_NOTIFY",
     # the public keys a *task* trusts; the app trusts its own (and publishes them)
     "HITL_VERIFY_KEYS",
+    # the Slack channel a *task* posts its gates to, and a stand-in of Slack's API (tests)
+    "HITL_SLACK_CHANNEL",
+    "HITL_SLACK_API_URL",
 }
 
 
@@ -117,6 +127,7 @@ def stack_names(bucket: str, prefix: str = PREFIX) -> dict[str, str]:
             if name not in ("Prefix",)
         },
         "OidcSecrets": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hitl-oidc",
+        "SlackSecrets": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hitl-slack",
         "SigningKey": SIGNING_KEY_ARN,
     }
 
@@ -127,12 +138,13 @@ def function_properties() -> dict[str, Any]:
     return dict(resource["Properties"])
 
 
-def function_policy(bucket: str, *, oidc: bool = False) -> dict[str, Any]:
+def function_policy(bucket: str, *, oidc: bool = False, slack: bool = False) -> dict[str, Any]:
     statements: list[Any] = []
+    conditions = {"UseOidc": oidc, "UseSlack": slack}
     for policy in function_properties()["Policies"]:
         # SAM policy templates (S3CrudPolicy, ...) grant whole buckets: inline statements only.
         assert isinstance(policy, dict) and "Statement" in policy, policy
-        statements += resolve(policy["Statement"], stack_names(bucket), {"UseOidc": oidc})
+        statements += resolve(policy["Statement"], stack_names(bucket), conditions)
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -493,13 +505,16 @@ def test_api_routes_exactly_what_the_app_serves() -> None:
 
     from hitl_lambda.app import create_app
     from hitl_lambda.auth import OidcSettings
+    from hitl_lambda.slack import SlackApp
     from hitl_sdk.storage.store import Store
 
-    # Every route, the inbox's included (sign-in on); without it the app answers those 404.
+    # Every route, the inbox's and Slack's included (sign-in and Slack on); without them the
+    # app answers those 404.
     oidc = OidcSettings(
         issuer="https://idp.example.com", client_id="c", client_secret=None, session_secret="s" * 40
     )
-    app = create_app(Store(f"memory://routes-{uuid.uuid4().hex[:8]}"), oidc=oidc)
+    slack = SlackApp("signing-secret", "xoxb-token", "https://slack.com/api/")
+    app = create_app(Store(f"memory://routes-{uuid.uuid4().hex[:8]}"), oidc=oidc, slack=slack)
     served: set[tuple[str, str]] = set()
     for route in app.routes:
         assert isinstance(route, APIRoute), (
@@ -749,6 +764,57 @@ def test_the_inbox_policy_covers_what_signed_in_reviewers_send(
     assert not {"ListInbox", "MarkInboxClosed"} & {
         s["Sid"] for s in function_policy(s3_bucket)["Statement"]
     }, "inbox grants without sign-in"
+
+
+def test_the_slack_policy_covers_what_a_click_sends(
+    s3_bucket: str, recorders: tuple[S3Recorder, S3Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Slack on (UseSlack), a reviewer's click: the function reads the gate, claims the
+    signed request once, reads the messages to update and writes the answer; each request
+    allowed, each Slack grant used, none of them granted without Slack."""
+    from apigw import apigw_event, invoke
+    from mangum import Mangum
+    from slack_standin import BOT_TOKEN, SIGNING_SECRET, SlackStandIn, click, signed
+
+    import hitl_sdk as hitl
+    from hitl_lambda.app import create_app
+    from hitl_lambda.slack import SlackApp
+    from hitl_sdk import _config
+    from hitl_sdk.chat import APPROVE
+    from hitl_sdk.storage.store import Store
+
+    _, app_rec = recorders
+    standin = SlackStandIn({"UBOB": "bob@example.com"})
+    try:
+        monkeypatch.setenv("HITL_SLACK_BOT_TOKEN", BOT_TOKEN)
+        monkeypatch.setenv("HITL_SLACK_CHANNEL", "CREVIEW")
+        monkeypatch.setenv("HITL_SLACK_API_URL", standin.url)
+        store_url = f"s3://{s3_bucket}/{PREFIX}"
+        _config.configure(store_url=store_url, run_id=f"slack-{uuid.uuid4().hex[:6]}")
+        gate = hitl.approve.open("ship", "Ship?", reviewers=["bob@example.com"])
+        posted = standin.called("chat.postMessage")[0]
+        with app_rec.as_endpoint():
+            slack = SlackApp(SIGNING_SECRET, BOT_TOKEN, standin.url)
+            app = Mangum(
+                create_app(Store(store_url, for_requests=True), slack=slack), lifespan="off"
+            )
+        body, headers = signed(click("UBOB", APPROVE, gate.request_id, posted["channel"], "1.0"))
+        event = apigw_event(
+            "POST", "/slack/interactivity", body=body, headers=headers, base64=True, sample="form"
+        )
+        assert invoke(app, event)["statusCode"] == 200
+        assert standin.called("chat.update"), "the messages were not updated"
+    finally:
+        standin.close()
+
+    policy = function_policy(s3_bucket, slack=True)
+    accesses = app_rec.accesses()
+    denied = [a.why for a in accesses if not allowed(policy, a)]
+    assert not denied, "the function policy (Slack on) would deny:\n" + "\n".join(denied)
+    used = {sid for sid, _, _ in used_grants(policy, accesses)}
+    slack_grants = {"ReadSlackMessages", "ClaimSlackRequests"}
+    assert slack_grants <= used, used
+    assert not slack_grants & {s["Sid"] for s in function_policy(s3_bucket)["Statement"]}
 
 
 NEVER = {

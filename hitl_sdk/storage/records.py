@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = 1
 LINK_HOLDER = "link holder"
 
-Via = Literal["form", "api", "cli", "sdk", "timeout", "inbox"]
+Via = Literal["form", "api", "cli", "sdk", "timeout", "inbox", "slack"]
 
 
 def utcnow() -> datetime:

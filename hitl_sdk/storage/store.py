@@ -212,6 +212,10 @@ class Store:
             return False
         return True
 
+    def get_notice(self, request_id: str, name: str) -> NoticeRecord | None:
+        """A notice record of the gate (``None`` if there is none)."""
+        return self._get(EventKeys.parse(request_id).notice(name), NoticeRecord)
+
     def create_grant(self, digest: str, record: GrantRecord) -> None:
         self._create(EventKeys.parse(record.request_id).grant(digest), record)
 
