@@ -31,6 +31,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import threading
@@ -127,8 +128,21 @@ class OidcSettings:
             groups_claim=env.get("HITL_OIDC_GROUPS_CLAIM", "groups").strip() or "groups",
             unnamed=unnamed,
             session_seconds=seconds,
-            trust_unverified_email=env.get("HITL_OIDC_EMAIL_VERIFIED", "") == "trust",
+            trust_unverified_email=_email_verified(env.get("HITL_OIDC_EMAIL_VERIFIED", "")),
         )
+
+
+def _email_verified(text: str) -> bool:
+    """``HITL_OIDC_EMAIL_VERIFIED``: unset or ``required`` (the ID token must say
+    ``email_verified``), or ``trust`` (an issuer that never sends the claim); True for trust."""
+    word = text.strip().lower()
+    if word in ("", "required"):
+        return False
+    if word == "trust":
+        return True
+    raise ConfigError(
+        f"HITL_OIDC_EMAIL_VERIFIED must be 'required' (the default) or 'trust', not {text!r}"
+    )
 
 
 def _csv(text: str, *, lower: bool = False) -> tuple[str, ...]:
@@ -316,9 +330,21 @@ class Provider:
         reply = _post_form(self.meta()["token_endpoint"], form, headers)
         id_token = reply.get("id_token")
         if not isinstance(id_token, str):
-            raise SignInError(
-                "the issuer refused the sign-in: " + str(reply.get("error", "no ID token"))
+            error = str(reply.get("error", "no ID token"))
+            detail = str(reply.get("error_description") or "")
+            hint = (
+                " (the issuer wants the client secret: set HITL_OIDC_CLIENT_SECRET)"
+                if error == "invalid_client" and not self.settings.client_secret
+                else ""
             )
+            logging.getLogger("hitl").warning(
+                "hitl: the issuer %s refused the sign-in: %s%s%s",
+                self.settings.issuer,
+                error,
+                f": {detail}" if detail else "",
+                hint,
+            )
+            raise SignInError(f"the issuer refused the sign-in: {error}{hint}")
         claims = self.verify(id_token, str(login["nonce"]))
         email, groups = self.identity(claims)
         return email, groups, str(login.get("next") or "/inbox")

@@ -177,6 +177,10 @@ _env.globals["model_fields"] = model_fields
 _env.globals["shown"] = answer_text
 _env.globals["via_text"] = via_text
 _env.globals["input_modes"] = INPUT_MODES
+# A text answer's length on the form: with the comment and reason it fits the request body
+# limit (16 KB), so a long answer is stopped by the browser, not by a 413 page.
+MAX_TEXT_ANSWER_CHARS = 4000
+_env.globals["max_text_chars"] = MAX_TEXT_ANSWER_CHARS
 
 
 # Template loading compiles Python code; CPython 3.11 before 3.11.8 can fail compile() run on

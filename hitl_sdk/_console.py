@@ -54,7 +54,12 @@ def opening_lines(gate: Gate, decision: DecisionRecord | None) -> Iterator[str]:
         )
         return
     for reviewer, link in gate.links.items():
-        if reviewer:
+        if reviewer.startswith("group:"):
+            yield (
+                f"hitl: gate {name!r} is open; the link for {reviewer} (anyone in the group "
+                f"answers with it, recorded as {reviewer}; give it to the group only): {link}"
+            )
+        elif reviewer:
             yield (
                 f"hitl: gate {name!r} is open; {reviewer}'s personal link "
                 f"(answers as {reviewer}; give it to {reviewer} only): {link}"

@@ -173,7 +173,7 @@ def test_help_names_every_command_and_exit_code(env: dict[str, str]) -> None:
     assert codes["3"] == "no event with that id"
     assert codes["4"] == "the value is not of the event's type"
     assert codes["5"].startswith("the event was already answered")
-    assert list(codes) == ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "130"]
+    assert list(codes) == ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "130"]
 
 
 def test_no_command_prints_the_help(env: dict[str, str]) -> None:
@@ -263,8 +263,9 @@ def test_list_json_is_machine_readable(capsys: pytest.CaptureFixture[str], store
 
 
 def test_list_on_an_empty_store_says_so_on_stderr(
-    capsys: pytest.CaptureFixture[str], store_uri: str
+    capsys: pytest.CaptureFixture[str], store_uri: str, tmp_path: Path
 ) -> None:
+    (tmp_path / "store").mkdir()  # an empty store (a missing folder is an error: papercuts)
     code, out, err = cli(capsys, "list", "--store", store_uri)
     assert (code, out) == (0, "")
     assert f"no pending events (hitl list --all shows every state) in {store_uri}" in err
@@ -342,11 +343,12 @@ def test_show_json(capsys: pytest.CaptureFixture[str], store_uri: str) -> None:
 
 @pytest.mark.parametrize("bad_id", ["nope.nope", "../../etc/passwd", "no-dot"])
 def test_show_an_unknown_id(
-    capsys: pytest.CaptureFixture[str], store_uri: str, bad_id: str
+    capsys: pytest.CaptureFixture[str], store_uri: str, bad_id: str, tmp_path: Path
 ) -> None:
+    (tmp_path / "store").mkdir()
     code, out, err = cli(capsys, "show", bad_id, "--store", store_uri)
     assert (code, out) == (3, "")
-    assert err == f"hitl show: error: no event with id {bad_id!r}\n"
+    assert err == f"hitl show: error: no event with id {bad_id!r} in {store_uri}\n"
 
 
 # -- hitl respond ------------------------------------------------------------------------------
@@ -442,9 +444,13 @@ def test_respond_after_the_deadline_is_refused(
     assert decision_of(store_uri, event.request_id) is None
 
 
-def test_respond_to_an_unknown_id(capsys: pytest.CaptureFixture[str], store_uri: str) -> None:
+def test_respond_to_an_unknown_id(
+    capsys: pytest.CaptureFixture[str], store_uri: str, tmp_path: Path
+) -> None:
+    (tmp_path / "store").mkdir()
     code, out, err = cli(capsys, "respond", "run-1.gate-2", "true", "--store", store_uri)
-    assert (code, out, err) == (3, "", "hitl respond: error: no event with id 'run-1.gate-2'\n")
+    expected = f"hitl respond: error: no event with id 'run-1.gate-2' in {store_uri}\n"
+    assert (code, out, err) == (3, "", expected)
 
 
 def test_respond_as_nobody_is_a_usage_error(

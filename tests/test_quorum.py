@@ -163,7 +163,7 @@ def test_only_the_gates_reviewers_vote(s3_store: Store, handler: Any, tmp_path: 
     assert invoke(handler, json_post_event(body))["statusCode"] == 403
     # An operator with store access votes as a person, and must be one of the reviewers.
     store = ["--store", s3_store.url]
-    assert cli(["respond", event.request_id, "approve", "--as", "mallory", *store]) == 1
+    assert cli(["respond", event.request_id, "approve", "--as", "mallory", *store]) == 10
     assert cli(["respond", event.request_id, "approve", "--as", "bob", *store]) == 0
     assert [v.reviewer for v in stored_votes(s3_store, event)] == ["bob"]
 

@@ -55,6 +55,15 @@ class Approval(BaseModel):
     def __bool__(self) -> bool:
         return self.approved
 
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        """Who approved, one name each: a quorum gate's approving voters (oldest first), else
+        ``by`` when it was approved by a person (``by`` itself is the readable, comma-joined
+        form); empty for a rejection or a timeout's default."""
+        if self.votes:
+            return tuple(v.reviewer for v in self.votes if v.approved)
+        return (self.by,) if self.approved and self.by and self.via != "timeout" else ()
+
 
 @dataclass(frozen=True)
 class TypeSpec:
@@ -141,7 +150,8 @@ def type_spec(data_type: object, *, require_reason: RequireReason = "reject") ->
         return TypeSpec("model", schema, data_type)
     raise ConfigError(
         f"unsupported data_type {data_type!r}: use int, float, str, bool, Literal[...] or an "
-        "Enum (one choice), list[Literal[...]] or list[AnEnum] (several), or hitl.Approval"
+        "Enum (one choice), list[Literal[...]] or list[AnEnum] (several), a pydantic model "
+        "of such fields (a form), or hitl.Approval"
     )
 
 
@@ -392,7 +402,10 @@ def _check_reason(schema: dict[str, Any], value: dict[str, Any]) -> None:
         need == "always" or (need == "reject" and not value["approved"])
     ):
         what = "to reject" if need == "reject" else "with this decision"
-        raise InvalidValue(f"a reason is required {what}: say why in the reason field")
+        raise InvalidValue(
+            f"a reason is required {what}: say why (the form's reason field, --reason with "
+            'hitl respond, "reason" in the JSON API)'
+        )
 
 
 class FormFields(dict[str, list[str]]):

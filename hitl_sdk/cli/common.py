@@ -8,6 +8,8 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from .. import _config
 from .._errors import (
@@ -19,6 +21,7 @@ from .._errors import (
     EventTimeout,
     HitlError,
     InvalidValue,
+    NotAllowed,
     StorageError,
     UnverifiedRecord,
 )
@@ -37,9 +40,14 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (EventNotFound, 3, "no event with that id"),
     (InvalidValue, 4, "the value is not of the event's type"),
     (AlreadyAnswered, 5, "the event was already answered; the first answer stands"),
-    (EventExpired, 6, "the event expired or timed out"),
-    (EventCancelled, 6, "the event was cancelled"),
+    (EventExpired, 6, "the gate is closed: it expired, timed out or was cancelled"),
+    (EventCancelled, 6, ""),
     (EventTimeout, 6, ""),
+    (
+        NotAllowed,
+        10,
+        "not allowed: not a reviewer of this gate, or the requester approving their own request",
+    ),
     (UnverifiedRecord, 9, ""),
     (StorageError, 7, "the store cannot be reached (missing bucket, access denied, network)"),
     (AppStartError, 8, "the reviewer app cannot start (port in use, 'app' extra missing)"),
@@ -82,6 +90,15 @@ def store_url(args: argparse.Namespace) -> str:
     settings; the same rule as the SDK's (``normalize_store_url``)."""
     given: str | None = args.store
     return normalize_store_url(given if given is not None else _config.settings().store_url)
+
+
+def missing_folder(store: Store) -> Path | None:
+    """The folder of a local store that does not exist (a mistyped ``--store``), else None.
+    Reading commands say so instead of reading it as an empty store; they never create it."""
+    if not store.url.startswith("file://"):
+        return None
+    folder = Path(url2pathname(urlsplit(store.url).path))
+    return None if folder.is_dir() else folder
 
 
 def open_store(args: argparse.Namespace, *, for_requests: bool = False) -> Store:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
+import shutil
 import sys
 from typing import Any
 
@@ -30,10 +32,11 @@ from ..answers import (
 )
 from ..storage import DecisionRecord, EventKeys, EventRecord, Status, Store
 from ..storage.records import utcnow
-from .common import complain, open_store, say
+from .common import complain, missing_folder, open_store, say
 from .table import format_duration, format_time, render_table
 
 _ID_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9-]*(\.[a-z0-9-]*)?")
+_ID_PART_RE = re.compile(r"[a-z0-9.-]{6,}")
 
 
 def resolve_id(store: Store, given: str) -> str:
@@ -51,10 +54,14 @@ def resolve_id(store: Store, given: str) -> str:
         run_part, dot, _ = text.partition(".")
         runs = [run_part] if dot else [r for r in store.run_keys() if r.startswith(text)]
         matches = [i for run in runs for i in store.event_ids(run) if i.startswith(text)]
+    if not matches and _ID_PART_RE.fullmatch(text):  # any unique part (hitl list's id ends)
+        matches = [i for run in store.run_keys() for i in store.event_ids(run) if text in i]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise EventNotFound(f"no event with id {text[:80]!r}")
+        folder = missing_folder(store)
+        where = f" (the folder {folder} does not exist)" if folder is not None else ""
+        raise EventNotFound(f"no event with id {text[:80]!r} in {store.url}{where}")
     shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
     raise EventNotFound(
         f"{text!r} is the start of {len(matches)} event ids ({shown}): give more of the id"
@@ -93,6 +100,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         say(json.dumps([_state_json(s) for s in states], indent=1, ensure_ascii=False))
         return 0
     if not states:
+        folder = missing_folder(store)
+        if folder is not None:
+            print(
+                f"no store at {store.url}: the folder {folder} does not exist (check --store or "
+                "HITL_STORE_URL; a task creates it when it opens its first gate)",
+                file=sys.stderr,
+            )
+            return 0
         what = "events" if args.all else "pending events (hitl list --all shows every state)"
         print(f"no {what} in {store.url}", file=sys.stderr)
         return 0
@@ -115,9 +130,68 @@ def cmd_list(args: argparse.Namespace) -> int:
         if args.all:
             row.insert(6, _value_text(s.decision))
         rows.append(row)
-    for line in render_table(headers, rows, widths):
+    room = _terminal_width()
+    lines = render_table(headers, rows, widths)
+    if room and max(len(line) for line in lines) > room:
+        lines = _fitted(headers, rows, widths, room, [s.event.request_id for s in states])
+    for line in lines:
         say(line)
     return 0
+
+
+def _terminal_width() -> int:
+    """The terminal's width when the table goes to one (or COLUMNS says), else 0: a pipe
+    or a file gets whole rows."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else 0
+
+
+def _fitted(
+    headers: list[str],
+    rows: list[list[str]],
+    widths: list[int | None],
+    room: int,
+    ids: list[str],
+) -> list[str]:
+    """The table within ``room`` columns: ids shown by their last characters (unique among
+    those listed; ``hitl show`` takes any unique part of an id), then the prompt narrowed
+    (to 12), then the creation time, the type and the time left left out."""
+    ends = unique_ends(ids)
+    rows = [[ends[i], *row[1:]] for i, row in zip(ids, rows, strict=True)]
+    headers = ["ID (end)", *headers[1:]]
+    columns = list(range(len(headers)))
+    prompt = headers.index("PROMPT")
+    limit = widths[prompt] or 48
+    while True:
+        shown_widths = [limit if c == prompt else widths[c] for c in columns]
+        lines = render_table(
+            [headers[c] for c in columns], [[r[c] for c in columns] for r in rows], shown_widths
+        )
+        excess = max(len(line) for line in lines) - room
+        if excess <= 0:
+            return lines
+        if limit - excess >= 12:
+            limit -= excess
+            continue
+        droppable = [c for c in columns if headers[c] in ("CREATED (UTC)", "TYPE", "LEFT")]
+        if droppable:
+            columns.remove(droppable[0])
+        elif limit > 12:
+            limit = 12
+        else:
+            return lines  # as narrow as it gets
+
+
+def unique_ends(ids: list[str], least: int = 10) -> dict[str, str]:
+    """Each id's shortest end (``least`` characters at least) that no other id ends with."""
+    ends = {}
+    for rid in ids:
+        size = least
+        while size < len(rid) and any(o != rid and o.endswith(rid[-size:]) for o in ids):
+            size += 1
+        ends[rid] = rid[-size:]
+    return ends
 
 
 def _links_text(event: EventRecord, status: Status) -> str:

@@ -21,7 +21,7 @@ from ..answers import curl_line as api_curl_line
 from ..storage.records import utcnow
 from .common import EXIT_INTERRUPTED, exit_code, open_store, probe, program, say, store_flag
 from .progress import wait_with_progress
-from .server import BackgroundApp, bind, build_app, serve_forever, url_of
+from .server import AppStartError, BackgroundApp, bind, build_app, serve_forever, url_of
 from .table import format_time
 
 # -- hitl serve / demo -------------------------------------------------------------------------
@@ -92,7 +92,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     store = open_store(args)
     probe(store)
     app = build_app(store)
-    sock = bind("127.0.0.1", args.port)
+    try:
+        sock = bind("127.0.0.1", args.port)
+    except AppStartError as exc:
+        if "already in use" not in str(exc):
+            raise
+        raise AppStartError(
+            f"port {args.port} on 127.0.0.1 is already in use (by `hitl serve` or ./dev serve?):"
+            " the demo runs a reviewer app of its own; pick another port with --port "
+            "(--port 0: any free port, as in ./dev demo --port 0)"
+        ) from exc
     with BackgroundApp(app, sock) as server:
         run_id = (
             _config.settings().run_id or f"demo-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
