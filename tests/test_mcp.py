@@ -168,3 +168,28 @@ def test_over_streamable_http(deployment: Deployment) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_progress_while_a_question_waits(deployment: Deployment) -> None:
+    async def agent() -> tuple[dict[str, Any], list[tuple[float, float | None, str | None]]]:
+        seen: list[tuple[float, float | None, str | None]] = []
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            seen.append((done, total, message))
+
+        async with Client(deployment.stdio(), read_timeout_seconds=60) as client:
+            reviewer = threading.Thread(
+                target=lambda: (time.sleep(2.0), deployment.answer("blue")), daemon=True
+            )
+            reviewer.start()
+            result = await client.call_tool(
+                "ask_human",
+                {"question": "Which colour?", "timeout_seconds": 60},
+                progress_callback=progress,
+            )
+            reviewer.join(timeout=30)
+            return structured(result), seen
+
+    answer, seen = asyncio.run(agent())
+    assert answer["answer"] == "blue"
+    assert seen and seen[0][1] == 60 and "waiting for a person" in str(seen[0][2])

@@ -7,15 +7,16 @@ Tools:
   named reviewers or anyone with the link.
 - ``request_approval``: an action to approve, with evidence (a details table), reviewers,
   a quorum and a timeout; the answer is ``approved`` (true/false), the reason and who.
-- ``gate_status``: where a gate stands (``open``, ``answered``, ``timed_out``, ``cancelled``,
+- ``gate_status``: where a gate stands (``pending``, ``answered``, ``timed_out``, ``cancelled``,
   ``expired``) and its answer once it has one; ``wait_seconds`` to wait that long for it.
 - ``cancel_gate``: close a gate nobody answered (its links then say it was cancelled).
 
 ``ask_human`` and ``request_approval`` wait for the answer by default, reporting progress while
-they wait (to clients that ask for it). With ``wait: false`` they return at once with the gate's
-id: a durable handle, since the gate is an object in the store, so any server process (after a
-restart, another instance) answers ``gate_status`` for it. Resources: ``hitl://gates/open``
-(the open gates of the configured store) and ``hitl://gates/{id}``.
+they wait (to clients that ask for it, as often as the gate is polled). With ``wait: false``
+they return at once with the gate's id: a durable handle, since the gate is an object in the
+store, so any server process (after a restart, another instance) answers ``gate_status``.
+Resources: ``hitl://gates/open`` (the open gates of the configured store) and
+``hitl://gates/{id}``.
 
 The store, the app URL and the defaults come from the usual configuration (``HITL_STORE_URL``,
 ``HITL_APP_URL``, ``HITL_NOTIFY``, ``HITL_RUN_ID``...). Tool output never carries a reviewer's
@@ -45,7 +46,6 @@ from ..storage.records import utcnow
 log = logging.getLogger("hitl")
 
 AnswerType = Literal["text", "number", "integer", "yes_no", "choice", "json"]
-PROGRESS_EVERY_SECONDS = 5.0
 MAX_STATUS_WAIT_SECONDS = 600.0
 _SCALARS: dict[str, Any] = {"string": str, "number": float, "integer": int, "boolean": bool}
 
@@ -121,7 +121,9 @@ async def _waited(event: Any, ctx: Any, timeout: float) -> dict[str, Any]:
     started = time.monotonic()
     waiting = asyncio.ensure_future(event.wait.aio())
     while True:
-        done, _ = await asyncio.wait({waiting}, timeout=PROGRESS_EVERY_SECONDS)
+        # Progress as often as the gate is polled (0.5 to 5 s): news cannot come faster.
+        every = _timing(timeout)["poll_interval_seconds"]
+        done, _ = await asyncio.wait({waiting}, timeout=every)
         if done:
             break
         if ctx is not None:
