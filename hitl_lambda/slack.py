@@ -43,7 +43,7 @@ from hitl_sdk.chat import (
     modal,
     update,
 )
-from hitl_sdk.storage import NoticeRecord, Store
+from hitl_sdk.storage import EventRecord, NoticeRecord, Store
 
 from .views import blocking
 
@@ -138,15 +138,17 @@ def install(app: FastAPI, store: Store, keys: AppKeys, slack: SlackApp, *, inbox
 
     def answer(
         client: Any,
-        request_id: str,
+        event: EventRecord,
         user: str,
         raw: object,
         places: list[str],
         reason: str | None = None,
     ) -> None:
+        """``user``'s answer to the gate of ``event`` (read by the caller), and every copy of
+        its message updated."""
+        request_id = event.request_id
         email = person(client, user)
-        state = _answers.load(store, request_id, trust=keys)
-        as_whom = reviewer_for(state.event, email, (), True)
+        as_whom = reviewer_for(event, email, (), True)
         if as_whom is None:
             raise Refused(f"this gate does not name {email} as a reviewer: nothing changed")
         try:
@@ -170,7 +172,7 @@ def install(app: FastAPI, store: Store, keys: AppKeys, slack: SlackApp, *, inbox
         progress = None
         if done.record is None and done.tally is not None:
             progress = f"{as_whom} voted; {done.tally.needed}"
-        update(client, state.event, everywhere, done.record, progress)
+        update(client, event, everywhere, done.record, progress)
 
     def clicked(
         client: Any, payload: dict[str, Any], action: dict[str, Any], user: str, signature: str
@@ -214,7 +216,7 @@ def install(app: FastAPI, store: Store, keys: AppKeys, slack: SlackApp, *, inbox
             }.get(action_id)
             if raw is None:
                 return Response(status_code=200)
-            answer(client, request_id, user, raw, places)
+            answer(client, event, user, raw, places)
         except (Refused, InvalidValue) as exc:
             tell(client, channel, user, str(exc))
         except HitlError as exc:
@@ -229,11 +231,13 @@ def install(app: FastAPI, store: Store, keys: AppKeys, slack: SlackApp, *, inbox
         text = str(entered.get("value") or "")
         try:
             claim(request_id, signature)
+            event = _answers.load(store, request_id, trust=keys).event
+            places = list(meta.get("places", []))
             if want == "reason":
                 raw = "approve" if meta.get("action") == APPROVE else "reject"
-                answer(client, request_id, user, raw, list(meta.get("places", [])), reason=text)
+                answer(client, event, user, raw, places, reason=text)
             else:
-                answer(client, request_id, user, text, list(meta.get("places", [])))
+                answer(client, event, user, text, places)
         except (Refused, HitlError) as exc:
             return JSONResponse({"response_action": "errors", "errors": {want: str(exc)[:150]}})
         return Response(status_code=200)

@@ -36,7 +36,7 @@ from .._errors import ConfigError, Rejected
 from .._event import Event
 from .._opening import new_event
 from ..answers import Approval, type_spec
-from .calls import Call
+from .calls import Call, check_redact
 
 Editable = bool | Collection[str]
 # hitl.approve's options that a gate with edits (a form of the arguments) takes as new_event's.
@@ -49,7 +49,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _options(call: Call, prompt: str | None, options: ApproveOptions) -> dict[str, Any]:
+def _approve_options(call: Call, prompt: str | None, options: ApproveOptions) -> dict[str, Any]:
     if "details" in options:
         raise ConfigError("require_approval shows the call's arguments as its details")
     chosen: dict[str, Any] = dict(options)
@@ -188,7 +188,7 @@ async def _ask_edits_aio(
 
 
 def _ask(call: Call, name: str | None, prompt: str | None, options: ApproveOptions) -> Approval:
-    chosen = _options(call, prompt, options)
+    chosen = _approve_options(call, prompt, options)
     question = chosen.pop("prompt")
     return approve(call.gate_name(name), question, **chosen)
 
@@ -196,7 +196,7 @@ def _ask(call: Call, name: str | None, prompt: str | None, options: ApproveOptio
 async def _ask_aio(
     call: Call, name: str | None, prompt: str | None, options: ApproveOptions
 ) -> Approval:
-    chosen = _options(call, prompt, options)
+    chosen = _approve_options(call, prompt, options)
     question = chosen.pop("prompt")
     return await approve.aio(call.gate_name(name), question, **chosen)
 
@@ -236,16 +236,9 @@ def require_approval(
     proposed values, checked against their types, and the body runs with the edited values
     (the gate's record keeps the proposal, its decision the edit). The rest are
     ``hitl.approve``'s options (``quorum`` and ``requested_by`` only without edits)."""
-    if isinstance(redact, str):
-        raise ConfigError("redact= takes a list of parameter names, not one string")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        unknown = set(redact) - set(inspect.signature(fn).parameters)
-        if unknown:
-            raise ConfigError(
-                f"redact= names {sorted(unknown)[0]!r}, which is not a parameter of "
-                f"{getattr(fn, '__qualname__', fn)}"
-            )
+        check_redact(fn, redact)  # at decoration: a wrong name fails before any call
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)

@@ -82,12 +82,7 @@ class Call:
             raise TypeError(f"{qualified_name(fn)}(): {exc}") from None
         bound.apply_defaults()
         arguments = dict(bound.arguments)
-        unknown = set(redact) - set(inspect.signature(fn).parameters)
-        if unknown:
-            raise ConfigError(
-                f"redact= names {sorted(unknown)[0]!r}, which is not a parameter of "
-                f"{qualified_name(fn)}"
-            )
+        check_redact(fn, redact)
         masked = frozenset(n for n in arguments if n in redact or looks_secret(n))
         return cls(fn, arguments, masked)
 
@@ -128,6 +123,18 @@ class Call:
             raise ConfigError(
                 f"prompt {template!r} names {exc} which is not a parameter of {self.name}"
             ) from None
+
+
+def check_redact(fn: Callable[..., Any], redact: Collection[str]) -> None:
+    """``redact=`` names only parameters of ``fn`` (``ConfigError`` otherwise)."""
+    if isinstance(redact, str):
+        raise ConfigError("redact= takes a list of parameter names, not one string")
+    unknown = set(redact) - set(inspect.signature(fn).parameters)
+    if unknown:
+        raise ConfigError(
+            f"redact= names {sorted(unknown)[0]!r}, which is not a parameter of "
+            f"{qualified_name(fn)}"
+        )
 
 
 def qualified_name(fn: Callable[..., Any]) -> str:

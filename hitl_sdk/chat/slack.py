@@ -70,10 +70,6 @@ def _mrkdwn(text: str, limit: int = 3000) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": text[: limit - 1] + "…" if len(text) > limit else text}
 
 
-def _kind(event: EventRecord) -> str:
-    return event.data_type
-
-
 def _evidence(event: EventRecord) -> list[dict[str, Any]]:
     details = event.details
     if not details:
@@ -98,8 +94,7 @@ def _evidence(event: EventRecord) -> list[dict[str, Any]]:
 
 def _controls(event: EventRecord) -> list[dict[str, Any]]:
     """The answer controls for the gate's type (each value is the gate's id)."""
-    rid = event.request_id
-    kind = _kind(event)
+    rid, kind = event.request_id, event.data_type
     if kind in ("approval", "bool"):
         yes, no = ("Approve", "Reject") if kind == "approval" else ("Yes", "No")
         return [
